@@ -1,0 +1,17 @@
+//! Waiver: a self-hosted Slack and Microsoft Teams bot that runs an organisation's AI
+//! policy exception process, from `/ai-exception` to expiry, with a tamper-evident
+//! audit trail.
+//!
+//! Dependencies point inward: edges (`http`, `chat`, `store`, CLI) → `service` →
+//! `domain`. See `DESIGN.md` §3.
+
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod export;
+pub mod governance;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod testkit;

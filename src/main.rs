@@ -1,0 +1,218 @@
+//! The `waiver` command line. Every command prints a clear error and exits non-zero on
+//! bad input; none panics.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+
+use waiver::config::{self, Config};
+use waiver::domain::Timestamp;
+use waiver::export::{self, Format};
+use waiver::{app, governance};
+
+#[derive(Parser)]
+#[command(
+    name = "waiver",
+    version,
+    about = "AI policy exceptions, run in Slack and Teams"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP on WAIVER_LISTEN), applying migrations first.
+    Serve,
+    /// Apply database migrations to WAIVER_DATABASE_URL and exit.
+    Migrate,
+    /// Validate a governance file (default: WAIVER_GOVERNANCE).
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+    /// Audit trail commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Export every exception with its full history, for auditors.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Only exceptions changed on or after this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print the workflow the governance file enforces, as Mermaid text.
+    Diagram {
+        /// The governance file (default: WAIVER_GOVERNANCE).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; name the first broken entry.
+    Verify,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn governance_path(file: Option<PathBuf>) -> PathBuf {
+    file.or_else(|| std::env::var_os("WAIVER_GOVERNANCE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_GOVERNANCE))
+}
+
+fn database_url() -> String {
+    std::env::var("WAIVER_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| config::DEFAULT_DATABASE_URL.into())
+}
+
+fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
+    if let Some(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Ok(Timestamp::start_of(d)),
+        Err(_) => bail!("--since {s:?} is not a date (YYYY-MM-DD) or an RFC 3339 instant"),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => {
+            let config = Config::from_env()?;
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            app::serve(config, listener, app::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let url = database_url();
+            let store = app::open_store(&url).await?;
+            store.close().await;
+            println!("migrated {}", app::redact_url(&url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { file } => {
+            let path = governance_path(file);
+            match governance::load(&path) {
+                Ok(gov) => {
+                    println!(
+                        "{} is valid: {} people, {} roles, {} policies, {} assessment rules (sha256 {})",
+                        path.display(),
+                        gov.people.len(),
+                        gov.roles.len(),
+                        gov.policies.len(),
+                        gov.assessment_rules.len(),
+                        gov.hash.short()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let store = app::open_store(&database_url()).await?;
+            let result = store.verify_audit().await?;
+            store.close().await;
+            match result {
+                Ok(report) => {
+                    println!(
+                        "audit trail intact: {} entries, head {}",
+                        report.entries, report.head
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) => {
+                    eprintln!("error: {broken}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Export {
+            format,
+            since,
+            output,
+        } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let format = match format {
+                ExportFormat::Csv => Format::Csv,
+                ExportFormat::Json => Format::Json,
+            };
+            let store = app::open_store(&database_url()).await?;
+            let mut sink: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let count = export::export(&store, format, since, &mut sink).await?;
+            drop(sink);
+            store.close().await;
+            eprintln!("exported {count} exception(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diagram { file } => {
+            let path = governance_path(file);
+            let gov = governance::load(&path)?;
+            print!("{}", governance::mermaid(&gov));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The append-only, hash-chained audit log.
+//!
+//! Each entry is stored as the exact JSON text that was hashed, with
+//! `hash = SHA-256(prev_hash ‖ entry)`; the filterable columns (time, actor, request,
+//! action, outcome) repeat fields of the entry and are checked against it. A one-row
+//! head table holds the last sequence number and hash, so a truncated tail is
+//! detected too. Appends serialise on the head row (`FOR UPDATE` on PostgreSQL; SQLite
+//! has one writer).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::{Backend, Result, corrupt};
+use crate::domain::{RequestId, Timestamp};
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A state change was committed.
+    Applied,
+    /// The attempt was refused; nothing changed.
+    Refused,
+    /// A chat message was delivered.
+    Delivered,
+    /// A chat message could not be delivered and was parked.
+    Parked,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Refused => "refused",
+            Outcome::Delivered => "delivered",
+            Outcome::Parked => "parked",
+        }
+    }
+}
+
+/// What to append.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    pub at: Timestamp,
+    pub actor: String,
+    pub request: Option<RequestId>,
+    pub action: String,
+    pub outcome: Outcome,
+    /// Everything else worth keeping: the event, the refusal reason, the message id.
+    pub details: serde_json::Value,
+}
+
+/// The hashed form of an entry. Field order is fixed by the struct.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub request: Option<RequestId>,
+    pub action: String,
+    pub outcome: Outcome,
+    pub details: serde_json::Value,
+}
+
+fn chain(prev: &str, entry: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(entry.as_bytes());
+    hex::encode(h.finalize())
+}
+
+pub(super) async fn append(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    record: &AuditRecord,
+) -> Result<u64> {
+    let head = match backend {
+        Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+    };
+    let row = sqlx::query(head).fetch_one(&mut **tx).await?;
+    let prev_seq: i64 = row.try_get("seq")?;
+    let prev_hash: String = row.try_get("hash")?;
+    let seq = prev_seq as u64 + 1;
+    let entry = AuditEntry {
+        seq,
+        at: record.at,
+        actor: record.actor.clone(),
+        request: record.request,
+        action: record.action.clone(),
+        outcome: record.outcome,
+        details: record.details.clone(),
+    };
+    let text = serde_json::to_string(&entry).expect("audit entries serialise");
+    let hash = chain(&prev_hash, &text);
+    sqlx::query(
+        "INSERT INTO audit (seq, at, actor, request_id, action, outcome, entry, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(seq as i64)
+    .bind(record.at.millis())
+    .bind(record.actor.as_str())
+    .bind(record.request.map(RequestId::get))
+    .bind(record.action.as_str())
+    .bind(record.outcome.as_str())
+    .bind(text)
+    .bind(prev_hash)
+    .bind(hash.as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq as i64)
+        .bind(hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(seq)
+}
+
+pub(super) async fn of_request(db: &AnyPool, id: RequestId) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query("SELECT entry FROM audit WHERE request_id = $1 ORDER BY seq")
+        .bind(id.get())
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let text: &str = r.try_get("entry")?;
+            serde_json::from_str(text).map_err(|e| corrupt("audit entry", e))
+        })
+        .collect()
+}
+
+/// A chain that verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub head: String,
+}
+
+/// The first entry at which the chain breaks, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyError {
+    pub seq: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "audit entry {} is broken: {}", self.seq, self.reason)
+    }
+}
+
+/// Recomputes every hash in order, checks each row's columns against its entry, the
+/// sequence for gaps and the head for a truncated tail.
+pub(super) async fn verify(db: &AnyPool) -> Result<Result<VerifyReport, VerifyError>> {
+    use futures_util::TryStreamExt;
+
+    let mut rows = sqlx::query(
+        "SELECT seq, at, actor, request_id, action, outcome, entry, prev_hash, hash \
+         FROM audit ORDER BY seq",
+    )
+    .fetch(db);
+    let mut expected_seq = 1u64;
+    let mut prev = GENESIS.to_string();
+    while let Some(row) = rows.try_next().await? {
+        let seq = row.try_get::<i64, _>("seq")? as u64;
+        let fail = |reason: String| Ok(Err(VerifyError { seq, reason }));
+        if seq != expected_seq {
+            return fail(format!(
+                "expected entry {expected_seq} next: entries {expected_seq}..{} are missing",
+                seq - 1
+            ));
+        }
+        let prev_hash: String = row.try_get("prev_hash")?;
+        if prev_hash != prev {
+            return fail("its prev_hash does not match the previous entry's hash".into());
+        }
+        let text: String = row.try_get("entry")?;
+        let hash: String = row.try_get("hash")?;
+        if chain(&prev, &text) != hash {
+            return fail("its content does not match its hash (the entry was altered)".into());
+        }
+        let entry: AuditEntry = match serde_json::from_str(&text) {
+            Ok(e) => e,
+            Err(e) => return fail(format!("its entry is not valid JSON: {e}")),
+        };
+        let columns_match = entry.seq == seq
+            && entry.at.millis() == row.try_get::<i64, _>("at")?
+            && entry.actor == row.try_get::<String, _>("actor")?
+            && entry.request.map(RequestId::get) == row.try_get::<Option<i64>, _>("request_id")?
+            && entry.action == row.try_get::<String, _>("action")?
+            && entry.outcome.as_str() == row.try_get::<String, _>("outcome")?;
+        if !columns_match {
+            return fail(
+                "its columns disagree with its hashed entry (a column was altered)".into(),
+            );
+        }
+        prev = hash;
+        expected_seq += 1;
+    }
+    drop(rows);
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(db)
+        .await?;
+    let head_seq = head.try_get::<i64, _>("seq")? as u64;
+    let head_hash: String = head.try_get("hash")?;
+    if head_seq != expected_seq - 1 || head_hash != prev {
+        return Ok(Err(VerifyError {
+            seq: head_seq,
+            reason: format!(
+                "the chain ends at entry {} but the head records entry {head_seq}: entries were removed from the end",
+                expected_seq - 1
+            ),
+        }));
+    }
+    Ok(Ok(VerifyReport {
+        entries: expected_seq - 1,
+        head: prev,
+    }))
+}

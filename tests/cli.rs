@@ -1,0 +1,523 @@
+//! The `waiver` binary: check, diagram, migrate, audit verify, export and serve, with
+//! their errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SHIPPED, TempDir, TestDb, now, p};
+use waiver::domain::{Action, Actor};
+use waiver::service::Submitted;
+
+fn waiver() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_waiver"));
+    cmd.env_remove("WAIVER_GOVERNANCE")
+        .env_remove("WAIVER_DATABASE_URL")
+        .env_remove("SLACK_SIGNING_SECRET")
+        .env_remove("SLACK_BOT_TOKEN")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run waiver");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shipped_governance_files_are_valid() {
+    for file in [
+        "manifests/governance.toml",
+        "manifests/governance.minimal.toml",
+    ] {
+        let (code, out, err) = run(waiver().args(["check", file]));
+        assert_eq!(code, 0, "{file}: {err}");
+        assert!(out.contains("is valid"), "{out}");
+    }
+    // The default path is the shipped file.
+    assert_eq!(run(waiver().arg("check")).0, 0);
+}
+
+/// Each broken copy of the shipped file must name the field at fault and why.
+#[test]
+fn check_names_the_exact_wrong_field() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (find, replace with, field named, reason contains)
+        (
+            "approvers = [\"ai-governance-board\", \"ciso\"]",
+            "approvers = [\"ai-governance-board\", \"cisoo\"]",
+            "tiers.high.approvers[1]",
+            "unknown role \"cisoo\"",
+        ),
+        (
+            "members = [\"sofia.marin\", \"ben.adeyemi\"]",
+            "members = [\"sofia.marin\", \"ben.adeyem\"]",
+            "roles.privacy.members[1]",
+            "unknown person \"ben.adeyem\"",
+        ),
+        (
+            "members = [\"claire.dubois\"]",
+            "members = []",
+            "roles.legal.members",
+            "role has no members",
+        ),
+        (
+            "approvers = [\"department-heads\"]",
+            "approvers = []",
+            "tiers.low.approvers",
+            "tier has no approvers",
+        ),
+        (
+            "medium = [7, 12]",
+            "medium = [8, 12]",
+            "risk.thresholds.medium",
+            "gap: scores 7..=7 belong to no tier",
+        ),
+        (
+            "medium = [7, 12]",
+            "medium = [6, 12]",
+            "risk.thresholds.medium",
+            "overlap",
+        ),
+        (
+            "critical = [20, 25]",
+            "critical = [20, 24]",
+            "risk.thresholds.critical",
+            "gap: scores 25..=25",
+        ),
+        (
+            "max_duration_days = 365",
+            "max_duration_days = 0",
+            "tiers.low.max_duration_days",
+            "duration must be at least 1",
+        ),
+        (
+            "review_every_days = 60",
+            "review_every_days = 0",
+            "tiers.high.review_every_days",
+            "cadence must be at least 1",
+        ),
+        (
+            "hours = 24",
+            "hours = 0",
+            "sla.completeness.hours",
+            "must be at least 1",
+        ),
+        (
+            "id = \"grace.liu\"",
+            "id = \"omar.haddad\"",
+            "people[4].id",
+            "duplicate person id \"omar.haddad\"",
+        ),
+        (
+            "id = \"model-risk\"",
+            "id = \"aiup\"",
+            "policies[3].id",
+            "duplicate policy id \"aiup\"",
+        ),
+        (
+            "{ id = \"uk\", label = \"United Kingdom\" }",
+            "{ id = \"eu\", label = \"United Kingdom\" }",
+            "form.regions[1].id",
+            "duplicate id \"eu\"",
+        ),
+        (
+            "user = \"U0NW00001\"",
+            "user = \"u0nw00001\"",
+            "people[0].slack.user",
+            "not a Slack user id",
+        ),
+        (
+            "user = \"U0NW00002\", workspace = \"T0NWIND01\"",
+            "user = \"U0NW00002\", workspace = \"T0OTHER\"",
+            "people[1].slack.workspace",
+            "not one of platforms.slack_workspaces",
+        ),
+        (
+            "slack_channel = \"C0AIXRISK\"",
+            "slack_channel = \"#risk\"",
+            "roles.risk.slack_channel",
+            "not a Slack channel id",
+        ),
+        (
+            "aad_object_id = \"3b9d6a10-5c2e-4f1a-9d7b-000000000003\"",
+            "aad_object_id = \"not-a-guid\"",
+            "people[2].teams.aad_object_id",
+            "not an AAD object id",
+        ),
+        (
+            "teams_channel = \"19:a1b2c3d4e5f60718293a4b5c6d7e8f90@thread.tacv2\"",
+            "teams_channel = \"general\"",
+            "roles.ai-intake.teams_channel",
+            "not a Teams channel",
+        ),
+        (
+            "dimension = \"ethical\"\n",
+            "",
+            "assessment_rules[6].require[1]",
+            "has no risk dimension",
+        ),
+        (
+            "dimension = \"privacy\"",
+            "dimension = \"legal\"",
+            "roles.privacy.dimension",
+            "unknown dimension \"legal\"",
+        ),
+        (
+            "when = { data_categories = [\"pii\", \"biometric\"] }",
+            "when = { data_categories = [\"pii\", \"dna\"] }",
+            "assessment_rules[4].when.data_categories[1]",
+            "unknown option \"dna\"",
+        ),
+        (
+            "members = [\"william.hughes\", \"rachel.green\"]",
+            "members = [\"amara.okafor\"]",
+            "tiers.critical.approvers",
+            "quorum can never be reached",
+        ),
+        (
+            "[tiers.medium]",
+            "[tiers.meduim]",
+            "tiers.meduim",
+            "unknown tier",
+        ),
+        (
+            "combine = \"max\"",
+            "combine = \"average\"",
+            "risk.combine",
+            "unknown method \"average\"",
+        ),
+        (
+            "completeness_reviewers = \"ai-intake\"",
+            "completeness_reviewers = \"intake\"",
+            "workflow.completeness_reviewers",
+            "unknown role \"intake\"",
+        ),
+        (
+            "escalate_to = \"ai-governance-board\"",
+            "escalate_to = \"waiver-admins\"",
+            "roles.waiver-admins",
+            "neither slack_channel nor teams_channel",
+        ),
+        (
+            "[[assessment_rules]]\nname = \"Every request is risk-assessed\"\nrequire = [\"risk\"]\n",
+            "",
+            "assessment_rules",
+            "add a rule without conditions",
+        ),
+        (
+            "expiry_lead_days = [30, 7, 1]",
+            "expiry_lead_days = [30, 7, 7]",
+            "reminders.expiry_lead_days[2]",
+            "listed twice",
+        ),
+    ];
+    let dir = TempDir::new();
+    for (i, (find, replace, field, reason)) in cases.iter().enumerate() {
+        assert!(
+            SHIPPED.contains(find),
+            "case {i}: {find:?} is not in the shipped file"
+        );
+        let broken = SHIPPED.replacen(find, replace, 1);
+        let path = dir.path.join(format!("broken{i}.toml"));
+        std::fs::write(&path, broken).unwrap();
+        let (code, out, err) = run(waiver().arg("check").arg(&path));
+        assert_eq!(code, 1, "case {i} ({field}) should fail: {out}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("case {i}: {field} not named in:\n{err}"));
+        assert!(line.contains(reason), "case {i}: {line:?} lacks {reason:?}");
+    }
+}
+
+#[test]
+fn check_reports_syntax_errors_typos_and_missing_files() {
+    let dir = TempDir::new();
+    let typo = dir.path.join("typo.toml");
+    std::fs::write(
+        &typo,
+        SHIPPED.replacen("max_duration_days = 365", "max_duration_dys = 365", 1),
+    )
+    .unwrap();
+    let (code, _, err) = run(waiver().arg("check").arg(&typo));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("max_duration_dys") && err.contains("line"),
+        "{err}"
+    );
+
+    let syntax = dir.path.join("syntax.toml");
+    std::fs::write(&syntax, "[organisation\nname = 1").unwrap();
+    let (code, _, err) = run(waiver().arg("check").arg(&syntax));
+    assert_eq!(code, 1);
+    assert!(err.contains("not valid TOML"), "{err}");
+
+    let (code, _, err) = run(waiver().args(["check", "/nonexistent/governance.toml"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read /nonexistent/governance.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn diagram_of_the_shipped_file_matches_its_snapshot() {
+    let (code, out, err) = run(waiver().arg("diagram"));
+    assert_eq!(code, 0, "{err}");
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/diagram.mmd");
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&snapshot, &out).unwrap();
+    }
+    let expected = std::fs::read_to_string(&snapshot)
+        .expect("tests/snapshots/diagram.mmd exists (UPDATE_SNAPSHOTS=1 writes it)");
+    assert_eq!(
+        out, expected,
+        "the diagram changed; review it and rerun with UPDATE_SNAPSHOTS=1"
+    );
+}
+
+/// Fills a SQLite database through the library, for the commands that read one.
+async fn populated() -> (TestDb, waiver::domain::RequestId) {
+    let db = TestDb::sqlite().await;
+    let svc = db.service().await;
+    let Submitted::Filed(r) = svc
+        .submit(&p("james.carter"), &common::form(), None, now())
+        .await
+        .unwrap()
+    else {
+        panic!("not filed")
+    };
+    let id = r.id;
+    let act = |who: &str, action| {
+        let svc = svc.clone();
+        let who = who.to_string();
+        async move {
+            let v = svc.store.load(id).await.unwrap().unwrap().version();
+            svc.act(&Actor::Person(p(&who)), id, v, action, now(), None)
+                .await
+                .unwrap();
+        }
+    };
+    act("noah.fischer", Action::MarkComplete).await;
+    let assess = |role: &str| {
+        Action::Assess(waiver::domain::AssessmentInput {
+            role: waiver::governance::RoleId::new(role),
+            likelihood: 1,
+            impact: 2,
+            findings: "=cmd|' /C calc'!A0".into(),
+            mitigations: String::new(),
+            recommendation: waiver::domain::Recommendation::Approve,
+        })
+    };
+    act("omar.haddad", assess("risk")).await;
+    act("tomas.novak", assess("security")).await;
+    act(
+        "carlos.mendes",
+        Action::Approve {
+            terms: waiver::domain::Terms {
+                start: now().date(),
+                expiry: now().date() + chrono::Days::new(90),
+                monitoring_owner: p("marcus.webb"),
+                conditions: vec![],
+            },
+            confirmation: None,
+        },
+    )
+    .await;
+    svc.store.close().await;
+    (db, id)
+}
+
+#[tokio::test]
+async fn audit_verify_passes_then_names_the_tampered_entry() {
+    let (db, _) = populated().await;
+    let (code, out, err) = run(waiver()
+        .args(["audit", "verify"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("audit trail intact: 5 entries"), "{out}");
+    let store = db.store().await;
+    store
+        .execute_raw("UPDATE audit SET at = at + 1 WHERE seq = 2")
+        .await
+        .unwrap();
+    store.close().await;
+    let (code, _, err) = run(waiver()
+        .args(["audit", "verify"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 1);
+    assert!(err.contains("audit entry 2 is broken"), "{err}");
+}
+
+#[tokio::test]
+async fn export_writes_one_record_per_exception_with_its_history() {
+    let (db, id) = populated().await;
+    let (code, out, err) = run(waiver()
+        .args(["export", "--format", "json"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0, "{err}");
+    let records: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["reference"], id.to_string());
+    assert_eq!(r["request"]["state"], "active");
+    assert_eq!(r["audit"].as_array().unwrap().len(), 5);
+    assert_eq!(r["decisions"][0]["vote"]["approver"], "carlos.mendes");
+    assert!(r["decisions"][0]["snapshot"]["assessments"].is_array());
+    assert!(err.contains("exported 1 exception(s)"));
+
+    let (code, out, _) = run(waiver()
+        .args(["export", "--format", "csv"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0);
+    let mut reader = csv::Reader::from_reader(out.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    let col = |name: &str| {
+        rows[0]
+            .get(headers.iter().position(|h| h == name).unwrap())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(col("reference"), "AIX-0001");
+    assert_eq!(col("state"), "active");
+    assert_eq!(col("approvers"), "carlos.mendes");
+    assert_eq!(col("tier"), "low");
+    assert!(col("history").contains("#5 2026-11-24T10:00:00Z approve by carlos.mendes: applied"));
+
+    let (code, out, _) = run(waiver()
+        .args(["export", "--format", "json", "--since", "2026-11-25"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let (code, _, err) = run(waiver().args(["export", "--format", "xml"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value 'xml'"), "{err}");
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/x.db", dir.path.display());
+    let (code, _, err) = run(waiver()
+        .args(["export", "--format", "csv", "--since", "last week"])
+        .env("WAIVER_DATABASE_URL", &url));
+    assert_eq!(code, 1);
+    assert!(err.contains("--since \"last week\" is not a date"), "{err}");
+    let (code, _, err) = run(waiver()
+        .arg("migrate")
+        .env("WAIVER_DATABASE_URL", "mysql://db/waiver"));
+    assert_eq!(code, 1);
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let (code, _, err) = run(waiver().arg("migrate").env(
+        "WAIVER_DATABASE_URL",
+        "postgres://nobody:hunter2@127.0.0.1:1/waiver",
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot open the database") && !err.contains("hunter2"),
+        "{err}"
+    );
+    let (code, _, err) = run(waiver().arg("frobnicate"));
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand"), "{err}");
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_repeatable() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/new.db", dir.path.display());
+    for _ in 0..2 {
+        let (code, out, err) = run(waiver().arg("migrate").env("WAIVER_DATABASE_URL", &url));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("migrated"));
+    }
+    assert!(dir.path.join("new.db").exists());
+}
+
+#[tokio::test]
+async fn serve_answers_health_and_readiness_and_stops_on_sigterm() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/serve.db", dir.path.display());
+    let mut child = waiver()
+        .arg("serve")
+        .env("WAIVER_DATABASE_URL", &url)
+        .env("WAIVER_LISTEN", "127.0.0.1:0")
+        .env("SLACK_SIGNING_SECRET", "test-secret")
+        .env("SLACK_BOT_TOKEN", "xoxb-test")
+        .env("SLACK_API_URL", "http://127.0.0.1:9/api/")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let line = rx
+            .recv_timeout(deadline - Instant::now())
+            .expect("server logs its address");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready");
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+}
+
+/// A child process that is killed if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,554 @@
+//! The storage contract: every behaviour runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use chrono::NaiveDate;
+use common::{TestDb, form, now, p};
+use waiver::domain::{
+    Action, Actor, AssessmentInput, ConditionSpec, ExceptionRequest, Recommendation, RequestId,
+    State, Terms, Timestamp,
+};
+use waiver::governance::RoleId;
+use waiver::service::{Acted, Service, Submitted};
+use waiver::store::{Change, Outcome, StoreError};
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn assess(role: &str, l: u8, i: u8) -> Action {
+    Action::Assess(AssessmentInput {
+        role: RoleId::new(role),
+        likelihood: l,
+        impact: i,
+        findings: "Prompts are retained for 30 days.".into(),
+        mitigations: "Zero-retention plan.".into(),
+        recommendation: Recommendation::ApproveWithConditions,
+    })
+}
+
+fn feedback() -> Action {
+    Action::Feedback {
+        recommendation: Recommendation::Approve,
+        text: "Fine".into(),
+    }
+}
+
+fn approve(conditions: Vec<ConditionSpec>) -> Action {
+    Action::Approve {
+        terms: Terms {
+            start: day("2026-11-24"),
+            expiry: day("2027-03-31"),
+            monitoring_owner: p("marcus.webb"),
+            conditions,
+        },
+        confirmation: Some("AIX-0001".into()),
+    }
+}
+
+/// Drives one request through the service.
+struct Flow {
+    svc: Service,
+    id: RequestId,
+}
+
+impl Flow {
+    async fn file(svc: Service) -> Self {
+        match svc
+            .submit(&p("james.carter"), &form(), None, now())
+            .await
+            .unwrap()
+        {
+            Submitted::Filed(r) => Flow { svc, id: r.id },
+            other => panic!("not filed: {other:?}"),
+        }
+    }
+
+    async fn request(&self) -> ExceptionRequest {
+        self.svc.store.load(self.id).await.unwrap().unwrap()
+    }
+
+    async fn act(&self, who: &str, action: Action) -> ExceptionRequest {
+        let seen = self.request().await.version();
+        match self
+            .svc
+            .act(&Actor::Person(p(who)), self.id, seen, action, now(), None)
+            .await
+            .unwrap()
+        {
+            Acted::Applied { request, .. } => *request,
+            other => panic!("{who}: {other:?}"),
+        }
+    }
+
+    /// Through completeness and assessment at likelihood × impact.
+    async fn assessed(&self, l: u8, i: u8) {
+        self.act("noah.fischer", Action::MarkComplete).await;
+        self.act("omar.haddad", assess("risk", l, i)).await;
+        self.act("tomas.novak", assess("security", 1, 1)).await;
+    }
+}
+
+both!(
+    a_request_round_trips_with_every_record,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.act(
+            "noah.fischer",
+            Action::SendBack {
+                questions: "Which repos?".into(),
+            },
+        )
+        .await;
+        let mut input = form();
+        input.scope_systems = "all repositories".into();
+        let content = Box::new(
+            waiver::domain::RequestContent::parse(&input, flow.svc.governance(), now().date())
+                .unwrap(),
+        );
+        flow.act(
+            "james.carter",
+            Action::Update {
+                content,
+                note: Some("All repos".into()),
+            },
+        )
+        .await;
+        flow.assessed(3, 3).await;
+        flow.act("julia.schmidt", feedback()).await;
+        flow.act("kenji.watanabe", feedback()).await;
+        let cond = ConditionSpec {
+            text: "Enable SSO".into(),
+            owner: p("kenji.watanabe"),
+            due: day("2026-12-15"),
+        };
+        let in_memory = flow.act("hannah.berg", approve(vec![cond])).await;
+        assert_eq!(in_memory.state, State::Approved);
+        let loaded = flow.request().await;
+        assert_eq!(
+            loaded, in_memory,
+            "{}: load returns exactly what was committed",
+            db.backend
+        );
+        assert_eq!(loaded.versions.len(), 2);
+        assert_eq!(loaded.reviews.len(), 2);
+        assert_eq!(loaded.assessments.len(), 2);
+        assert_eq!(loaded.comments.len(), 2);
+        assert_eq!(loaded.votes.len(), 1);
+        assert_eq!(loaded.conditions.len(), 1);
+        let after = flow
+            .act("kenji.watanabe", Action::CompleteCondition { condition: 1 })
+            .await;
+        assert_eq!(after.state, State::Active);
+        assert_eq!(flow.request().await, after);
+        let decisions = flow.svc.store.decisions(flow.id).await.unwrap();
+        assert_eq!(decisions.len(), 1);
+        assert_eq!(
+            decisions[0].governance_hash,
+            flow.svc.governance().hash.as_str()
+        );
+        assert_eq!(decisions[0].policy_version, "2026.2");
+        assert_eq!(
+            decisions[0].snapshot["version"], 2,
+            "the snapshot shows the version decided on"
+        );
+        assert_eq!(
+            decisions[0].snapshot["content"]["scope_systems"],
+            "all repositories"
+        );
+    }
+);
+
+both!(references_are_sequential, |db: TestDb| async move {
+    let svc = db.service().await;
+    let a = Flow::file(svc.clone()).await;
+    let b = Flow::file(svc.clone()).await;
+    assert_eq!(a.id.to_string(), "AIX-0001");
+    assert_eq!(b.id.to_string(), "AIX-0002");
+});
+
+both!(
+    two_concurrent_approvals_of_the_same_version_one_wins,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.assessed(4, 4).await; // high tier: board + CISO
+        flow.act("julia.schmidt", feedback()).await;
+        flow.act("kenji.watanabe", feedback()).await;
+        let before = flow.request().await;
+        let gov = flow.svc.governance().clone();
+        let a = before
+            .apply(
+                &Actor::Person(p("hannah.berg")),
+                before.version(),
+                approve(vec![]),
+                &gov,
+                now(),
+            )
+            .unwrap();
+        let b = before
+            .apply(
+                &Actor::Person(p("william.hughes")),
+                before.version(),
+                approve(vec![]),
+                &gov,
+                now(),
+            )
+            .unwrap();
+        let audit = |who: &str| waiver::store::AuditRecord {
+            at: now(),
+            actor: who.into(),
+            request: Some(before.id),
+            action: "approve".into(),
+            outcome: Outcome::Applied,
+            details: serde_json::json!({}),
+        };
+        let store = &flow.svc.store;
+        let (ra, rb) = tokio::join!(
+            store.commit(
+                &before,
+                &a.request,
+                Change {
+                    event: &a.event,
+                    audit: audit("hannah.berg"),
+                    outbox: vec![],
+                    idempotency_key: None
+                }
+            ),
+            store.commit(
+                &before,
+                &b.request,
+                Change {
+                    event: &b.event,
+                    audit: audit("william.hughes"),
+                    outbox: vec![],
+                    idempotency_key: None
+                }
+            ),
+        );
+        let wins = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(wins, 1, "{}: exactly one commit wins", db.backend);
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert!(matches!(loser, Err(StoreError::Conflict)), "{loser:?}");
+        let stored = flow.request().await;
+        assert_eq!(stored.votes.len(), 1, "the losing vote left nothing behind");
+        assert_eq!(stored.revision, before.revision + 1);
+    }
+);
+
+both!(
+    the_service_retries_contended_votes_and_refuses_double_clicks,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.assessed(4, 4).await;
+        flow.act("julia.schmidt", feedback()).await;
+        flow.act("kenji.watanabe", feedback()).await;
+        let v = flow.request().await.version();
+        let act = |who: &'static str| {
+            let svc = flow.svc.clone();
+            let id = flow.id;
+            async move {
+                svc.act(&Actor::Person(p(who)), id, v, approve(vec![]), now(), None)
+                    .await
+                    .unwrap()
+            }
+        };
+        // Two roles approving at once both land (the second re-reads and re-decides) ...
+        let (a, b) = tokio::join!(act("hannah.berg"), act("rachel.green"));
+        assert!(
+            matches!(a, Acted::Applied { .. }) && matches!(b, Acted::Applied { .. }),
+            "{a:?} {b:?}"
+        );
+        assert_eq!(flow.request().await.state, State::Active);
+        // ... while a double click is one vote and one refusal.
+        let flow = Flow::file(flow.svc.clone()).await;
+        flow.assessed(1, 2).await;
+        let v = flow.request().await.version();
+        let act = |who: &'static str| {
+            let svc = flow.svc.clone();
+            let id = flow.id;
+            async move {
+                svc.act(&Actor::Person(p(who)), id, v, approve(vec![]), now(), None)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (a, b) = tokio::join!(act("carlos.mendes"), act("carlos.mendes"));
+        let applied = [&a, &b]
+            .iter()
+            .filter(|x| matches!(x, Acted::Applied { .. }))
+            .count();
+        assert_eq!(applied, 1, "{a:?} {b:?}");
+        assert!([&a, &b].iter().any(|x| matches!(x, Acted::Refused { .. })));
+        assert_eq!(flow.request().await.votes.len(), 1);
+    }
+);
+
+both!(
+    refusals_are_audited_and_change_nothing,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        let before = flow.request().await;
+        let r = flow
+            .svc
+            .act(
+                &Actor::Person(p("james.carter")),
+                flow.id,
+                1,
+                Action::MarkComplete,
+                now(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(r, Acted::Refused { .. }));
+        assert_eq!(flow.request().await, before);
+        let audit = flow.svc.store.audit_of(flow.id).await.unwrap();
+        let last = audit.last().unwrap();
+        assert_eq!(last.outcome, Outcome::Refused);
+        assert_eq!(last.actor, "james.carter");
+        assert!(
+            last.details["reason"]
+                .as_str()
+                .unwrap()
+                .contains("AI intake desk")
+        );
+    }
+);
+
+both!(
+    an_idempotency_key_is_processed_once,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        let key = Some("slack-event:Ev123".to_string());
+        let first = flow
+            .svc
+            .act(
+                &Actor::Person(p("olivia.brown")),
+                flow.id,
+                1,
+                Action::Comment { text: "hi".into() },
+                now(),
+                key.clone(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(first, Acted::Applied { .. }));
+        let again = flow
+            .svc
+            .act(
+                &Actor::Person(p("olivia.brown")),
+                flow.id,
+                1,
+                Action::Comment { text: "hi".into() },
+                now(),
+                key,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(again, Acted::Duplicate));
+        assert_eq!(flow.request().await.comments.len(), 1);
+        assert!(
+            flow.svc
+                .store
+                .claim_idempotency_key("other", now())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !flow
+                .svc
+                .store
+                .claim_idempotency_key("other", now())
+                .await
+                .unwrap()
+        );
+    }
+);
+
+both!(
+    state_audit_and_outbox_commit_together_or_not_at_all,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        let outbox_before = flow.svc.store.outbox().await.unwrap().len();
+        assert!(outbox_before > 0, "filing told the requester");
+        let audit_before = flow.svc.store.audit_of(flow.id).await.unwrap().len();
+        let before = flow.request().await;
+        let gov = flow.svc.governance().clone();
+        let t = before
+            .apply(
+                &Actor::Person(p("noah.fischer")),
+                1,
+                Action::MarkComplete,
+                &gov,
+                now(),
+            )
+            .unwrap();
+        let message = waiver::chat::plan(&gov, Some(&before), &t.request, &t.event);
+        assert!(!message.is_empty());
+        let stale = ExceptionRequest {
+            revision: before.revision + 7,
+            ..before.clone()
+        };
+        let result = flow
+            .svc
+            .store
+            .commit(
+                &stale,
+                &t.request,
+                Change {
+                    event: &t.event,
+                    audit: waiver::store::AuditRecord {
+                        at: now(),
+                        actor: "noah.fischer".into(),
+                        request: Some(flow.id),
+                        action: "mark_complete".into(),
+                        outcome: Outcome::Applied,
+                        details: serde_json::json!({}),
+                    },
+                    outbox: message,
+                    idempotency_key: Some("k1".into()),
+                },
+            )
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict)));
+        assert_eq!(
+            flow.svc.store.outbox().await.unwrap().len(),
+            outbox_before,
+            "no outbox rows"
+        );
+        assert_eq!(
+            flow.svc.store.audit_of(flow.id).await.unwrap().len(),
+            audit_before,
+            "no audit entry"
+        );
+        assert_eq!(flow.request().await, before);
+        assert!(
+            flow.svc
+                .store
+                .claim_idempotency_key("k1", now())
+                .await
+                .unwrap(),
+            "key rolled back"
+        );
+    }
+);
+
+both!(
+    the_audit_chain_verifies_and_names_the_first_altered_entry,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.assessed(1, 2).await;
+        flow.act("carlos.mendes", approve(vec![])).await;
+        flow.act(
+            "raj.patel",
+            Action::Revoke {
+                reason: "Vendor breach".into(),
+            },
+        )
+        .await;
+        let report = flow
+            .svc
+            .store
+            .verify_audit()
+            .await
+            .unwrap()
+            .expect("intact after a full lifecycle");
+        assert_eq!(report.entries, 6);
+
+        flow.svc
+            .store
+            .execute_raw("UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+            .await
+            .unwrap();
+        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken}");
+        assert!(broken.reason.contains("column"), "{broken}");
+        flow.svc
+            .store
+            .execute_raw("UPDATE audit SET actor = 'omar.haddad' WHERE seq = 3")
+            .await
+            .unwrap();
+        assert!(
+            flow.svc.store.verify_audit().await.unwrap().is_ok(),
+            "restored"
+        );
+
+        flow.svc
+            .store
+            .execute_raw(
+                "UPDATE audit SET entry = replace(entry, 'carlos.mendes', 'mallory') WHERE seq = 5",
+            )
+            .await
+            .unwrap();
+        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 5, "{broken}");
+        assert!(broken.reason.contains("hash"), "{broken}");
+    }
+);
+
+both!(
+    deleted_audit_entries_are_detected,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.assessed(1, 2).await;
+        flow.svc
+            .store
+            .execute_raw("DELETE FROM audit WHERE seq = 2")
+            .await
+            .unwrap();
+        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken}");
+        assert!(broken.reason.contains("missing"), "{broken}");
+    }
+);
+
+both!(
+    a_truncated_audit_tail_is_detected,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.assessed(1, 2).await;
+        flow.svc
+            .store
+            .execute_raw("DELETE FROM audit WHERE seq = 4")
+            .await
+            .unwrap();
+        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 4, "{broken}");
+        assert!(broken.reason.contains("removed from the end"), "{broken}");
+    }
+);
+
+both!(
+    migrations_are_idempotent_and_queries_find_requests,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        svc.store.migrate().await.unwrap();
+        let flow = Flow::file(svc.clone()).await;
+        flow.assessed(1, 2).await;
+        flow.act("carlos.mendes", approve(vec![])).await;
+        let second = Flow::file(svc.clone()).await;
+        let mine = svc.store.requests_by(&p("james.carter"), 10).await.unwrap();
+        assert_eq!(
+            mine.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![second.id, flow.id]
+        );
+        let owned = svc.store.owned_by(&p("marcus.webb"), 10).await.unwrap();
+        assert_eq!(owned.len(), 1);
+        assert_eq!(
+            owned[0].expires_at,
+            Some(Timestamp::parse_rfc3339("2027-04-01T00:00:00Z").unwrap())
+        );
+        let similar = svc.store.similar(&second.request().await, 5).await.unwrap();
+        assert_eq!(
+            similar.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
+            vec![(flow.id, State::Active)]
+        );
+        let waiting = svc.store.in_states(&[State::Submitted], 10).await.unwrap();
+        assert_eq!(
+            waiting.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![second.id]
+        );
+        let changed = svc.store.changed_since(Some(now())).await.unwrap();
+        assert_eq!(changed, vec![flow.id, second.id]);
+    }
+);
