@@ -8,11 +8,25 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::chat::slack::client::SlackApi;
+use crate::chat::slack::inbound::SlackEdge;
 use crate::config::Config;
+use crate::delivery::{Deliverer, DeliveryConfig};
+use crate::domain::Timestamp;
 use crate::governance;
 use crate::http::{self, AppState};
 use crate::service::Service;
 use crate::store::Store;
+
+/// The wall clock. Only the edges (HTTP handlers, the scheduler, the delivery worker,
+/// the CLI) read it; everything inside takes `now` as a parameter.
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> Timestamp {
+    chrono::Utc::now().into()
+}
 
 /// Opens the database and applies migrations.
 pub async fn open_store(url: &str) -> anyhow::Result<Store> {
@@ -40,29 +54,110 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How to run (tests and the demo tune delivery; production uses the defaults).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub delivery: DeliveryConfig,
+    /// Run no delivery worker (messages stay queued): for crash-recovery tests.
+    pub no_delivery: bool,
+}
+
+/// What `waiver serve` says when no chat platform is configured.
+pub const NO_PLATFORM: &str = "no chat platform is configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN (and SLACK_API_URL to use another Web API endpoint). To see Waiver work without a Slack workspace, run `waiver demo`.";
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
     pub service: Service,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: Option<JoinHandle<()>>,
 }
 
-/// Starts everything on `listener` and runs until `shutdown` resolves.
+impl Running {
+    /// Stops gracefully: in-flight requests and the delivery batch finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        if let Some(w) = self.worker {
+            let _ = w.await;
+        }
+        self.service.store.close().await;
+    }
+
+    /// Stops abruptly, as a crash would (for recovery tests).
+    pub fn crash(self) {
+        self.server.abort();
+        if let Some(w) = self.worker {
+            w.abort();
+        }
+    }
+}
+
+/// Starts the server and the delivery worker on `listener`.
+pub async fn start(
+    config: Config,
+    listener: TcpListener,
+    options: Options,
+) -> anyhow::Result<Running> {
+    let Some(slack) = &config.slack else {
+        anyhow::bail!(NO_PLATFORM);
+    };
+    let gov = governance::load(&config.governance)?;
+    let store = open_store(&config.database_url).await?;
+    let service = Service::new(store.clone(), Arc::new(gov));
+    let api =
+        SlackApi::new(&slack.api_url, &slack.bot_token).context("cannot build the Slack client")?;
+    let edge = SlackEdge {
+        signing_secret: slack.signing_secret.clone(),
+        api: api.clone(),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let worker = (!options.no_delivery).then(|| {
+        let deliverer = Arc::new(Deliverer::new(
+            store.clone(),
+            api,
+            options.delivery.clone(),
+            service.outbox_ready(),
+        ));
+        tokio::spawn(deliverer.run(stopped.clone()))
+    });
+    let state = Arc::new(AppState {
+        service: service.clone(),
+        slack: Some(edge),
+    });
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "waiver is listening");
+    let mut until = stopped;
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = until.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "the HTTP server failed");
+        }
+    });
+    Ok(Running {
+        addr,
+        service,
+        stop,
+        server,
+        worker,
+    })
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let gov = governance::load(&config.governance)?;
-    let store = open_store(&config.database_url).await?;
-    let service = Service::new(store.clone(), Arc::new(gov));
-    let state = Arc::new(AppState { service });
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "waiver is listening");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")?;
-    store.close().await;
+    let running = start(config, listener, Options::default()).await?;
+    shutdown.await;
+    running.stop().await;
     tracing::info!("waiver stopped");
     Ok(())
 }

@@ -34,13 +34,14 @@ impl fmt::Display for Secret {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://waiver.db";
 pub const DEFAULT_GOVERNANCE: &str = "manifests/governance.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
-pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 
 #[derive(Clone, Debug)]
 pub struct SlackConfig {
     pub signing_secret: Secret,
     pub bot_token: Secret,
-    /// Base URL of the Web API, ending in `/`.
+    /// Base URL of the Web API, without a trailing `/` (methods are appended as
+    /// `{api_url}/{method}`).
     pub api_url: String,
 }
 
@@ -97,8 +98,8 @@ impl Config {
                 if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
                     return Err(ConfigError::SlackApiUrl(api_url));
                 }
-                if !api_url.ends_with('/') {
-                    api_url.push('/');
+                while api_url.ends_with('/') {
+                    api_url.pop();
                 }
                 Some(SlackConfig {
                     signing_secret: Secret::new(secret),
@@ -152,7 +153,7 @@ mod tests {
             !shown.contains("s3cr3t") && !shown.contains("xoxb-123"),
             "{shown}"
         );
-        assert_eq!(c.slack.unwrap().api_url, "https://slack.com/api/");
+        assert_eq!(c.slack.unwrap().api_url, "https://slack.com/api");
     }
 
     #[test]

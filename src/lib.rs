@@ -8,8 +8,11 @@
 pub mod app;
 pub mod chat;
 pub mod config;
+pub mod delivery;
+pub mod demo;
 pub mod domain;
 pub mod export;
+pub mod fake_slack;
 pub mod governance;
 pub mod http;
 pub mod service;

@@ -27,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Walk one request through all seven steps against a built-in fake Slack, and
+    /// print what each person saw. Needs no Slack workspace.
+    Demo,
     /// Run the server (HTTP on WAIVER_LISTEN), applying migrations first.
     Serve,
     /// Apply database migrations to WAIVER_DATABASE_URL and exit.
@@ -128,6 +131,10 @@ fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Demo => {
+            waiver::demo::run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve => {
             let config = Config::from_env()?;
             let listener = TcpListener::bind(config.listen)

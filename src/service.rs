@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::chat::{self, Outgoing};
+use crate::chat::plan::{self, Context};
+use crate::chat::{Address, Message, Outgoing, Platform, Section};
 use crate::domain::{
     Action, Actor, Event, ExceptionRequest, FieldErrors, FormInput, RequestContent, RequestId,
-    Timestamp, WorkflowError,
+    State, Timestamp, WorkflowError,
 };
 use crate::governance::{Governance, PersonId};
 use crate::store::{AuditRecord, Change, NewRequest, Outcome, Store, StoreError};
@@ -54,15 +55,103 @@ pub enum Submitted {
     Refused(WorkflowError),
 }
 
+/// One attempt by someone to act on a request.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub actor: Actor,
+    pub request: RequestId,
+    /// The version the actor saw (on the card they clicked).
+    pub seen: u32,
+    pub action: Action,
+    /// Processed at most once (Slack `event_id`, Teams activity id).
+    pub idempotency_key: Option<String>,
+    /// Where to explain a refusal (an ephemeral message), in the same transaction as
+    /// its audit entry.
+    pub reply_to: Option<(Platform, Address)>,
+}
+
+impl Attempt {
+    pub fn new(actor: Actor, request: RequestId, seen: u32, action: Action) -> Self {
+        Self {
+            actor,
+            request,
+            seen,
+            action,
+            idempotency_key: None,
+            reply_to: None,
+        }
+    }
+
+    pub fn idempotent(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn reply_to(mut self, platform: Platform, address: Address) -> Self {
+        self.reply_to = Some((platform, address));
+        self
+    }
+}
+
 #[derive(Clone)]
 pub struct Service {
     pub store: Store,
     gov: Arc<Governance>,
+    platforms: Arc<[Platform]>,
+    /// Woken after every commit that queued messages, so delivery starts at once.
+    outbox_ready: Arc<tokio::sync::Notify>,
 }
 
 impl Service {
+    /// A service that talks to Slack.
     pub fn new(store: Store, gov: Arc<Governance>) -> Self {
-        Self { store, gov }
+        Self::with_platforms(store, gov, &[Platform::Slack])
+    }
+
+    pub fn with_platforms(store: Store, gov: Arc<Governance>, platforms: &[Platform]) -> Self {
+        Self {
+            store,
+            gov,
+            platforms: platforms.into(),
+            outbox_ready: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Signalled whenever new messages are queued (the delivery worker waits on it).
+    pub fn outbox_ready(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_ready.clone()
+    }
+
+    pub fn platforms(&self) -> &[Platform] {
+        &self.platforms
+    }
+
+    /// Plans the messages of a transition (with similar past exceptions when a review
+    /// card will show them).
+    async fn plan(
+        &self,
+        before: Option<&ExceptionRequest>,
+        after: &ExceptionRequest,
+        event: &Event,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        let reviewing = matches!(
+            after.state,
+            State::InAssessment
+                | State::ReassessmentRequired
+                | State::InStakeholderReview
+                | State::AwaitingDecision
+        );
+        let similar = if reviewing {
+            self.store.similar(after, 5).await?
+        } else {
+            Vec::new()
+        };
+        let ctx = Context {
+            gov: &self.gov,
+            platforms: &self.platforms,
+            similar: &similar,
+        };
+        Ok(plan::plan(&ctx, before, after, event))
     }
 
     pub fn governance(&self) -> &Arc<Governance> {
@@ -89,24 +178,30 @@ impl Service {
                 .await?
                 .ok_or(ServiceError::NotFound(old_id))?;
             if let Err(error) = old.may_renew(requester) {
-                self.refuse(
-                    &Actor::Person(requester.clone()),
-                    &old,
-                    "renew",
-                    &error,
-                    now,
-                    None,
-                )
-                .await?;
+                let attempt = Attempt::new(
+                    Actor::Person(requester.clone()),
+                    old.id,
+                    old.version(),
+                    Action::Comment {
+                        text: String::new(),
+                    },
+                );
+                self.refuse(&attempt, "renew", &old, &error, now).await?;
                 return Ok(Submitted::Refused(error));
             }
         }
         let requester = requester.clone();
+        let platforms = self.platforms.clone();
         let new = self
             .store
             .create(move |id| {
                 let t = ExceptionRequest::submit(id, requester.clone(), content, renews, now);
-                let outbox = chat::plan(&gov, None, &t.request, &t.event);
+                let ctx = Context {
+                    gov: &gov,
+                    platforms: &platforms,
+                    similar: &[],
+                };
+                let outbox = plan::plan(&ctx, None, &t.request, &t.event);
                 let audit = applied(
                     &Actor::Person(requester),
                     "submit",
@@ -123,38 +218,32 @@ impl Service {
                 }
             })
             .await?;
+        self.outbox_ready.notify_one();
         let request = new.request;
         Ok(Submitted::Filed(Box::new(request)))
     }
 
-    /// `actor`, who saw version `seen` of request `id`, does `action` at `now`.
-    pub async fn act(
-        &self,
-        actor: &Actor,
-        id: RequestId,
-        seen: u32,
-        action: Action,
-        now: Timestamp,
-        idempotency_key: Option<String>,
-    ) -> Result<Acted, ServiceError> {
+    /// Makes an attempt at `now`: load, decide, commit (retrying from a fresh read when
+    /// someone else changed the request first).
+    pub async fn act(&self, attempt: Attempt, now: Timestamp) -> Result<Acted, ServiceError> {
+        let id = attempt.request;
         for _ in 0..MAX_ATTEMPTS {
             let before = self
                 .store
                 .load(id)
                 .await?
                 .ok_or(ServiceError::NotFound(id))?;
-            let t = match before.apply(actor, seen, action.clone(), &self.gov, now) {
+            let t = match before.apply(
+                &attempt.actor,
+                attempt.seen,
+                attempt.action.clone(),
+                &self.gov,
+                now,
+            ) {
                 Ok(t) => t,
                 Err(error) => {
                     let recorded = self
-                        .refuse(
-                            actor,
-                            &before,
-                            action.name(),
-                            &error,
-                            now,
-                            idempotency_key.clone(),
-                        )
+                        .refuse(&attempt, attempt.action.name(), &before, &error, now)
                         .await;
                     return match recorded {
                         Ok(()) => Ok(Acted::Refused {
@@ -166,10 +255,10 @@ impl Service {
                     };
                 }
             };
-            let outbox = chat::plan(&self.gov, Some(&before), &t.request, &t.event);
+            let outbox = self.plan(Some(&before), &t.request, &t.event).await?;
             let audit = applied(
-                actor,
-                action.name(),
+                &attempt.actor,
+                attempt.action.name(),
                 Some(&before),
                 &t.request,
                 &t.event,
@@ -179,10 +268,11 @@ impl Service {
                 event: &t.event,
                 audit,
                 outbox,
-                idempotency_key: idempotency_key.clone(),
+                idempotency_key: attempt.idempotency_key.clone(),
             };
             match self.store.commit(&before, &t.request, change).await {
                 Ok(_) => {
+                    self.outbox_ready.notify_one();
                     return Ok(Acted::Applied {
                         before: Box::new(before),
                         request: Box::new(t.request),
@@ -199,16 +289,15 @@ impl Service {
 
     async fn refuse(
         &self,
-        actor: &Actor,
-        request: &ExceptionRequest,
+        attempt: &Attempt,
         action: &str,
+        request: &ExceptionRequest,
         error: &WorkflowError,
         now: Timestamp,
-        idempotency_key: Option<String>,
     ) -> Result<(), StoreError> {
         let audit = AuditRecord {
             at: now,
-            actor: actor.audit_name(),
+            actor: attempt.actor.audit_name(),
             request: Some(request.id),
             action: action.to_string(),
             outcome: Outcome::Refused,
@@ -216,12 +305,38 @@ impl Service {
                 "reason": error.to_string(),
                 "state": request.state,
                 "version": request.version(),
+                "seen": attempt.seen,
             }),
         };
+        let reply = attempt
+            .reply_to
+            .clone()
+            .map(|(platform, to)| refusal_message(platform, to, request.id, error));
+        let has_reply = reply.is_some();
         self.store
-            .record(audit, Vec::new(), idempotency_key)
+            .record(
+                audit,
+                reply.into_iter().collect(),
+                attempt.idempotency_key.clone(),
+            )
             .await?;
+        if has_reply {
+            self.outbox_ready.notify_one();
+        }
         Ok(())
+    }
+
+    /// Records a refusal decided outside `act` (a button that would open a modal the
+    /// clicker may not use): audit entry plus the ephemeral explanation.
+    pub async fn refuse_attempt(
+        &self,
+        attempt: &Attempt,
+        request: &ExceptionRequest,
+        error: &WorkflowError,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.refuse(attempt, attempt.action.name(), request, error, now)
+            .await
     }
 
     /// Records a refusal that happened before any request was involved (an unknown
@@ -243,7 +358,11 @@ impl Service {
             outcome: Outcome::Refused,
             details: json!({ "reason": reason }),
         };
+        let has_messages = !outbox.is_empty();
         self.store.record(audit, outbox, None).await?;
+        if has_messages {
+            self.outbox_ready.notify_one();
+        }
         Ok(())
     }
 }
@@ -269,5 +388,25 @@ fn applied(
             "revision": after.revision,
             "event": event,
         }),
+    }
+}
+
+/// An ephemeral explanation of a refusal.
+pub fn refusal_message(
+    platform: Platform,
+    to: Address,
+    request: RequestId,
+    error: &WorkflowError,
+) -> Outgoing {
+    let text = error.to_string();
+    Outgoing {
+        request: Some(request),
+        platform,
+        to,
+        card: None,
+        message: Message {
+            summary: text.clone(),
+            sections: vec![Section::Text { label: None, text }],
+        },
     }
 }

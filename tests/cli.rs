@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{SHIPPED, TempDir, TestDb, now, p};
 use waiver::domain::{Action, Actor};
-use waiver::service::Submitted;
+use waiver::service::{Attempt, Submitted};
 
 fn waiver() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_waiver"));
@@ -305,7 +305,7 @@ async fn populated() -> (TestDb, waiver::domain::RequestId) {
         let who = who.to_string();
         async move {
             let v = svc.store.load(id).await.unwrap().unwrap().version();
-            svc.act(&Actor::Person(p(&who)), id, v, action, now(), None)
+            svc.act(Attempt::new(Actor::Person(p(&who)), id, v, action), now())
                 .await
                 .unwrap();
         }

@@ -9,7 +9,7 @@ use waiver::domain::{
     State, Terms, Timestamp,
 };
 use waiver::governance::RoleId;
-use waiver::service::{Acted, Service, Submitted};
+use waiver::service::{Acted, Attempt, Service, Submitted};
 use waiver::store::{Change, Outcome, StoreError};
 
 fn day(s: &str) -> NaiveDate {
@@ -72,7 +72,10 @@ impl Flow {
         let seen = self.request().await.version();
         match self
             .svc
-            .act(&Actor::Person(p(who)), self.id, seen, action, now(), None)
+            .act(
+                Attempt::new(Actor::Person(p(who)), self.id, seen, action),
+                now(),
+            )
             .await
             .unwrap()
         {
@@ -247,9 +250,12 @@ both!(
             let svc = flow.svc.clone();
             let id = flow.id;
             async move {
-                svc.act(&Actor::Person(p(who)), id, v, approve(vec![]), now(), None)
-                    .await
-                    .unwrap()
+                svc.act(
+                    Attempt::new(Actor::Person(p(who)), id, v, approve(vec![])),
+                    now(),
+                )
+                .await
+                .unwrap()
             }
         };
         // Two roles approving at once both land (the second re-reads and re-decides) ...
@@ -267,9 +273,12 @@ both!(
             let svc = flow.svc.clone();
             let id = flow.id;
             async move {
-                svc.act(&Actor::Person(p(who)), id, v, approve(vec![]), now(), None)
-                    .await
-                    .unwrap()
+                svc.act(
+                    Attempt::new(Actor::Person(p(who)), id, v, approve(vec![])),
+                    now(),
+                )
+                .await
+                .unwrap()
             }
         };
         let (a, b) = tokio::join!(act("carlos.mendes"), act("carlos.mendes"));
@@ -291,12 +300,13 @@ both!(
         let r = flow
             .svc
             .act(
-                &Actor::Person(p("james.carter")),
-                flow.id,
-                1,
-                Action::MarkComplete,
+                Attempt::new(
+                    Actor::Person(p("james.carter")),
+                    flow.id,
+                    1,
+                    Action::MarkComplete,
+                ),
                 now(),
-                None,
             )
             .await
             .unwrap();
@@ -323,12 +333,14 @@ both!(
         let first = flow
             .svc
             .act(
-                &Actor::Person(p("olivia.brown")),
-                flow.id,
-                1,
-                Action::Comment { text: "hi".into() },
+                Attempt::new(
+                    Actor::Person(p("olivia.brown")),
+                    flow.id,
+                    1,
+                    Action::Comment { text: "hi".into() },
+                )
+                .idempotent(key.clone().unwrap()),
                 now(),
-                key.clone(),
             )
             .await
             .unwrap();
@@ -336,12 +348,14 @@ both!(
         let again = flow
             .svc
             .act(
-                &Actor::Person(p("olivia.brown")),
-                flow.id,
-                1,
-                Action::Comment { text: "hi".into() },
+                Attempt::new(
+                    Actor::Person(p("olivia.brown")),
+                    flow.id,
+                    1,
+                    Action::Comment { text: "hi".into() },
+                )
+                .idempotent(key.clone().unwrap()),
                 now(),
-                key,
             )
             .await
             .unwrap();
@@ -383,7 +397,12 @@ both!(
                 now(),
             )
             .unwrap();
-        let message = waiver::chat::plan(&gov, Some(&before), &t.request, &t.event);
+        let ctx = waiver::chat::plan::Context {
+            gov: &gov,
+            platforms: &[waiver::chat::Platform::Slack],
+            similar: &[],
+        };
+        let message = waiver::chat::plan::plan(&ctx, Some(&before), &t.request, &t.event);
         assert!(!message.is_empty());
         let stale = ExceptionRequest {
             revision: before.revision + 7,

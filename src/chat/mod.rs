@@ -30,7 +30,7 @@ impl Platform {
 }
 
 /// Where a message goes, in platform ids.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Address {
     /// A channel (Slack `C…`/`G…`, Teams `19:…@thread.tacv2`).
@@ -73,18 +73,34 @@ pub struct Button {
     /// Extra selector (an assessing role, a condition id, an attestation answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arg: Option<String>,
+    /// A question to confirm before the click counts (for irreversible actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 /// A block of a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Section {
-    Heading { text: String },
-    Text { text: String },
-    Fields { fields: Vec<(String, String)> },
-    Context { text: String },
+    Heading {
+        text: String,
+    },
+    /// Plain text under an optional bold label.
+    Text {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        text: String,
+    },
+    Fields {
+        fields: Vec<(String, String)>,
+    },
+    Context {
+        text: String,
+    },
     Divider,
-    Actions { buttons: Vec<Button> },
+    Actions {
+        buttons: Vec<Button>,
+    },
 }
 
 /// A neutral message.
@@ -108,6 +124,5 @@ pub struct Outgoing {
     pub message: Message,
 }
 
-mod plan;
-
-pub use plan::plan;
+pub mod plan;
+pub mod slack;

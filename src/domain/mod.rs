@@ -56,6 +56,10 @@ impl Timestamp {
         self.to_datetime()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
+    /// To the minute, for people: `2026-11-25 09:30 UTC`.
+    pub fn minute(self) -> String {
+        self.to_datetime().format("%Y-%m-%d %H:%M UTC").to_string()
+    }
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         DateTime::parse_from_rfc3339(s)
             .ok()

@@ -1580,3 +1580,105 @@ fn check_terms(
     }
     Ok(())
 }
+
+/// Something a person can do on a request now (their pending work).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Task {
+    ReviewCompleteness,
+    Assess(RoleId),
+    GiveFeedback,
+    Decide,
+    MarkDone(u32),
+    Attest,
+    Update,
+}
+
+impl Task {
+    /// A harmless action with the same authority checks as the real one.
+    pub fn probe(&self, r: &ExceptionRequest, person: &PersonId, now: Timestamp) -> Action {
+        match self {
+            Task::ReviewCompleteness => Action::MarkComplete,
+            Task::Assess(role) => Action::Assess(AssessmentInput {
+                role: role.clone(),
+                likelihood: 1,
+                impact: 1,
+                findings: "probe".into(),
+                mitigations: String::new(),
+                recommendation: Recommendation::Approve,
+            }),
+            Task::GiveFeedback => Action::Feedback {
+                recommendation: Recommendation::Approve,
+                text: String::new(),
+            },
+            Task::Decide => Action::Approve {
+                terms: Terms {
+                    start: now.date(),
+                    expiry: now.date() + chrono::Days::new(1),
+                    monitoring_owner: person.clone(),
+                    conditions: Vec::new(),
+                },
+                confirmation: Some(r.reference()),
+            },
+            Task::MarkDone(id) => Action::CompleteCondition { condition: *id },
+            Task::Attest => Action::Attest {
+                answer: AttestationAnswer::StillNeeded,
+                note: String::new(),
+            },
+            Task::Update => Action::Update {
+                content: Box::new(r.content().clone()),
+                note: None,
+            },
+        }
+    }
+}
+
+impl ExceptionRequest {
+    /// Whether `person` may do `task` now: the same checks as the real action, run
+    /// on a harmless probe (so the rules live in one place). Used before opening a
+    /// modal, and to list pending work.
+    pub fn may(
+        &self,
+        person: &PersonId,
+        seen: u32,
+        task: &Task,
+        gov: &Governance,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let action = task.probe(self, person, now);
+        self.apply(&Actor::Person(person.clone()), seen, action, gov, now)
+            .map(|_| ())
+    }
+
+    /// Everything `person` can do on this request now.
+    pub fn tasks_for(&self, person: &PersonId, gov: &Governance, now: Timestamp) -> Vec<Task> {
+        let mut candidates = match self.state {
+            State::Submitted => vec![Task::ReviewCompleteness],
+            State::NeedsInfo => vec![Task::Update],
+            State::InAssessment | State::ReassessmentRequired => self
+                .missing_assessments()
+                .into_iter()
+                .cloned()
+                .map(Task::Assess)
+                .collect(),
+            State::InStakeholderReview => vec![Task::GiveFeedback],
+            State::AwaitingDecision => vec![Task::Decide],
+            State::ReviewDue => vec![Task::Attest],
+            _ => Vec::new(),
+        };
+        if matches!(
+            self.state,
+            State::Approved | State::Active | State::ReviewDue
+        ) {
+            candidates.extend(
+                self.conditions
+                    .iter()
+                    .filter(|c| c.done.is_none())
+                    .map(|c| Task::MarkDone(c.id)),
+            );
+        }
+        candidates
+            .into_iter()
+            .filter(|t| self.may(person, self.version(), t, gov, now).is_ok())
+            .collect()
+    }
+}

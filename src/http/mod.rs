@@ -1,19 +1,30 @@
-//! The HTTP edge: the only place that lists routes. Handlers are thin: extract →
-//! one service call → a platform response.
+//! The HTTP edge: the only place that lists routes. Handlers are thin: extract (the
+//! Slack routes verify the signature over the raw body first) → the adapter → a
+//! platform response.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
+use crate::chat::slack::inbound::{self, SlackEdge};
+use crate::chat::slack::verify::{BODY_LIMIT, SignedBody, SlackSecret};
+use crate::config::Secret;
 use crate::service::Service;
 
 /// What every handler can reach.
 pub struct AppState {
     pub service: Service,
+    pub slack: Option<SlackEdge>,
+}
+
+impl SlackSecret for Arc<AppState> {
+    fn signing_secret(&self) -> Option<&Secret> {
+        self.slack.as_ref().map(|s| &s.signing_secret)
+    }
 }
 
 /// Every route Waiver serves.
@@ -21,6 +32,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/slack/commands", post(slack_commands))
+        .route("/slack/interactions", post(slack_interactions))
+        .route("/slack/events", post(slack_events))
+        // The Slack extractor enforces its own limit (413) before verifying.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
@@ -36,4 +52,24 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+fn slack(state: &AppState) -> &SlackEdge {
+    // SignedBody refuses requests (404) when Slack is not configured.
+    state
+        .slack
+        .as_ref()
+        .expect("verified Slack requests imply a Slack configuration")
+}
+
+async fn slack_commands(State(state): State<Arc<AppState>>, body: SignedBody) -> Response {
+    inbound::command(&state.service, slack(&state), body.bytes()).await
+}
+
+async fn slack_interactions(State(state): State<Arc<AppState>>, body: SignedBody) -> Response {
+    inbound::interaction(&state.service, slack(&state), body.bytes()).await
+}
+
+async fn slack_events(State(state): State<Arc<AppState>>, body: SignedBody) -> Response {
+    inbound::event(&state.service, slack(&state), body.bytes()).await
 }

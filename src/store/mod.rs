@@ -30,7 +30,7 @@ use crate::domain::{
 use crate::governance::{PersonId, RoleId};
 
 pub use audit::{AuditEntry, AuditRecord, Outcome, VerifyError, VerifyReport};
-pub use outbox::{Delivery, OutboxRow, OutboxStatus};
+pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus, PostedCard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -104,17 +104,38 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let sql = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
-    };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    let files: [(i64, &'static str, &'static str, &'static str); 2] = [
+        (
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            2,
+            "delivery",
+            include_str!("../../migrations/sqlite/0002_delivery.sql"),
+            include_str!("../../migrations/postgres/0002_delivery.sql"),
+        ),
+    ];
+    Migrator::with_migrations(
+        files
+            .into_iter()
+            .map(|(version, name, sqlite, postgres)| {
+                let sql = match backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {

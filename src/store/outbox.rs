@@ -1,17 +1,20 @@
 //! The outbox: every outgoing chat message, written in the same transaction as the
 //! change that caused it, then delivered by the delivery worker.
 
+use serde_json::json;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Result, Store, corrupt, json, parse};
-use crate::chat::Outgoing;
-use crate::domain::Timestamp;
+use super::{AuditRecord, Outcome, Result, Store, corrupt, json, parse};
+use crate::chat::{Outgoing, Platform};
+use crate::domain::{RequestId, Timestamp};
 
 /// Where a message is in its delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutboxStatus {
     Pending,
     Sent,
+    /// Replaced by a newer message for the same card before it was sent.
+    Superseded,
     /// Failed permanently; kept for operators, never retried by itself.
     Parked,
 }
@@ -21,11 +24,12 @@ impl OutboxStatus {
         match self {
             OutboxStatus::Pending => "pending",
             OutboxStatus::Sent => "sent",
+            OutboxStatus::Superseded => "superseded",
             OutboxStatus::Parked => "parked",
         }
     }
     fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Sent, Self::Parked]
+        [Self::Pending, Self::Sent, Self::Superseded, Self::Parked]
             .into_iter()
             .find(|x| x.as_str() == s)
     }
@@ -41,14 +45,6 @@ pub struct OutboxRow {
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
-}
-
-/// The result of one delivery attempt.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Delivery {
-    Sent,
-    Retry { at: Timestamp, error: String },
-    Parked { error: String },
 }
 
 pub(super) async fn insert(
@@ -96,5 +92,306 @@ impl Store {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(from_row).collect()
+    }
+}
+
+/// A row claimed for delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub id: i64,
+    pub created_at: Timestamp,
+    pub outgoing: Outgoing,
+    /// Attempts including this one.
+    pub attempts: u32,
+    /// An earlier attempt ended without a definite answer (crash, timeout): the
+    /// message may already be in the channel.
+    pub in_doubt: bool,
+}
+
+/// How a delivery attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finish {
+    /// Delivered; for posts, where the message now is.
+    Sent {
+        channel: Option<String>,
+        ts: Option<String>,
+    },
+    /// A newer message for the same card makes this one pointless.
+    Superseded,
+    /// Try again at `at`. `in_doubt`: the attempt may have taken effect.
+    Retry {
+        at: Timestamp,
+        error: String,
+        in_doubt: bool,
+    },
+    /// Permanent failure: kept for operators, never retried by itself.
+    Parked { error: String },
+}
+
+/// Where a card was posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostedCard {
+    pub channel: String,
+    pub ts: String,
+}
+
+impl Store {
+    /// Claims up to `limit` due rows for `lease_ms`. Per conversation, only the oldest
+    /// pending row is claimable, so messages to one channel or person arrive in order
+    /// (and a card's post always precedes its updates). Safe with several replicas:
+    /// PostgreSQL claims with `FOR UPDATE SKIP LOCKED`.
+    pub async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Claimed>> {
+        let select = match self.backend {
+            super::Backend::Postgres => {
+                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox o \
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= $1 \
+                 AND (o.lease_until IS NULL OR o.lease_until < $1) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' \
+                   AND e.platform = o.platform AND e.target = o.target AND e.id < o.id) \
+                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED"
+            }
+            super::Backend::Sqlite => {
+                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox o \
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= $1 \
+                 AND (o.lease_until IS NULL OR o.lease_until < $1) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' \
+                   AND e.platform = o.platform AND e.target = o.target AND e.id < o.id) \
+                 ORDER BY o.id LIMIT $2"
+            }
+        };
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(select)
+            .bind(now.millis())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            sqlx::query(
+                "UPDATE outbox SET lease_until = $1, attempts = attempts + 1, in_doubt = 1 WHERE id = $2",
+            )
+            .bind(now.millis() + lease_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            out.push(Claimed {
+                id,
+                created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                outgoing: parse("outbox payload", r.try_get::<&str, _>("payload")?)?,
+                attempts: r.try_get::<i64, _>("attempts")? as u32 + 1,
+                in_doubt: r.try_get::<i64, _>("in_doubt")? != 0,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records how an attempt ended; deliveries and parked messages are audited.
+    pub async fn finish_delivery(
+        &self,
+        row: &Claimed,
+        finish: Finish,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let m = &row.outgoing;
+        match &finish {
+            Finish::Sent { channel, ts } => {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'sent', sent_at = $1, lease_until = NULL, in_doubt = 0, \
+                     remote_channel = $2, remote_ts = $3, last_error = NULL WHERE id = $4",
+                )
+                .bind(now.millis())
+                .bind(channel.as_deref())
+                .bind(ts.as_deref())
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+                if let (Some(key), Some(channel), Some(ts)) = (&m.card, channel, ts) {
+                    sqlx::query(
+                        "INSERT INTO cards (platform, card_key, request_id, channel, message_ts, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, card_key) \
+                         DO UPDATE SET channel = excluded.channel, message_ts = excluded.message_ts, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(m.platform.as_str())
+                    .bind(key.as_str())
+                    .bind(m.request.map(|r| r.get()))
+                    .bind(channel.as_str())
+                    .bind(ts.as_str())
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                self.audit_delivery(
+                    &mut tx,
+                    row,
+                    now,
+                    Outcome::Delivered,
+                    json!({
+                        "outbox_id": row.id,
+                        "platform": m.platform,
+                        "target": m.to.target(),
+                        "card": m.card,
+                        "channel": channel,
+                        "ts": ts,
+                        "summary": m.message.summary,
+                    }),
+                )
+                .await?;
+            }
+            Finish::Superseded => {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'superseded', lease_until = NULL, in_doubt = 0 WHERE id = $1",
+                )
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Finish::Retry {
+                at,
+                error,
+                in_doubt,
+            } => {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, last_error = $2, in_doubt = $3, \
+                     lease_until = NULL WHERE id = $4",
+                )
+                .bind(at.millis())
+                .bind(error.as_str())
+                .bind(i64::from(*in_doubt))
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Finish::Parked { error } => {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'parked', last_error = $1, lease_until = NULL, \
+                     in_doubt = 0 WHERE id = $2",
+                )
+                .bind(error.as_str())
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+                self.audit_delivery(
+                    &mut tx,
+                    row,
+                    now,
+                    Outcome::Parked,
+                    json!({
+                        "outbox_id": row.id,
+                        "platform": m.platform,
+                        "target": m.to.target(),
+                        "card": m.card,
+                        "error": error,
+                    }),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_delivery(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &Claimed,
+        now: Timestamp,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let record = AuditRecord {
+            at: now,
+            actor: "waiver".into(),
+            request: row.outgoing.request,
+            action: "deliver".into(),
+            outcome,
+            details,
+        };
+        super::audit::append(tx, self.backend, &record).await?;
+        Ok(())
+    }
+
+    /// Whether a newer message for the same card is waiting (this one can be skipped).
+    pub async fn card_superseded(&self, row: &Claimed) -> Result<bool> {
+        let Some(key) = &row.outgoing.card else {
+            return Ok(false);
+        };
+        let newer = sqlx::query(
+            "SELECT 1 AS one FROM outbox WHERE platform = $1 AND card_key = $2 AND id > $3 \
+             AND status = 'pending' LIMIT 1",
+        )
+        .bind(row.outgoing.platform.as_str())
+        .bind(key.as_str())
+        .bind(row.id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(newer.is_some())
+    }
+
+    /// Where a card was posted, if it was.
+    pub async fn card(&self, platform: Platform, key: &str) -> Result<Option<PostedCard>> {
+        let row = sqlx::query(
+            "SELECT channel, message_ts FROM cards WHERE platform = $1 AND card_key = $2",
+        )
+        .bind(platform.as_str())
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(PostedCard {
+                channel: r.try_get("channel")?,
+                ts: r.try_get("message_ts")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets a card whose message is gone, so the next message posts it anew.
+    pub async fn forget_card(&self, platform: Platform, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM cards WHERE platform = $1 AND card_key = $2")
+            .bind(platform.as_str())
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The request whose card is the message `ts` in `channel` (for thread replies).
+    pub async fn request_of_message(
+        &self,
+        platform: Platform,
+        channel: &str,
+        ts: &str,
+    ) -> Result<Option<RequestId>> {
+        let row = sqlx::query(
+            "SELECT request_id FROM cards WHERE platform = $1 AND channel = $2 AND message_ts = $3",
+        )
+        .bind(platform.as_str())
+        .bind(channel)
+        .bind(ts)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row
+            .and_then(|r| r.try_get::<Option<i64>, _>("request_id").ok().flatten())
+            .map(RequestId::new))
+    }
+
+    /// Outbox rows by status (for operators, metrics and tests).
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status ORDER BY status")
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
     }
 }

@@ -180,3 +180,159 @@ macro_rules! both {
         }
     };
 }
+
+/// The Slack user id of a person in the shipped governance file.
+pub fn uid(person: &str) -> String {
+    let g = gov();
+    g.person(&p(person))
+        .and_then(|x| x.slack.as_ref())
+        .map(|s| s.user.clone())
+        .unwrap_or_else(|| panic!("{person} has no Slack id"))
+}
+
+pub const SIGNING_SECRET: &str = "test-signing-secret";
+pub const BOT_TOKEN: &str = "xoxb-test-token";
+
+/// A running Waiver against a fake Slack, with a signed workspace driver.
+pub struct App {
+    pub ws: waiver::fake_slack::workspace::Workspace,
+    pub running: Option<waiver::app::Running>,
+    pub db: TestDb,
+}
+
+/// Delivery tuned for tests: no pacing, short backoffs, quick polling.
+pub fn fast_delivery() -> waiver::delivery::DeliveryConfig {
+    waiver::delivery::DeliveryConfig {
+        per_conversation: std::time::Duration::ZERO,
+        base_backoff: std::time::Duration::from_millis(20),
+        idle_poll: std::time::Duration::from_millis(20),
+        call_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    }
+}
+
+pub fn config(db: &TestDb, api_url: String) -> waiver::config::Config {
+    waiver::config::Config {
+        database_url: db.url.clone(),
+        governance: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("manifests/governance.toml"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        slack: Some(waiver::config::SlackConfig {
+            signing_secret: waiver::config::Secret::new(SIGNING_SECRET),
+            bot_token: waiver::config::Secret::new(BOT_TOKEN),
+            api_url,
+        }),
+    }
+}
+
+impl App {
+    pub async fn spawn(db: TestDb) -> App {
+        Self::spawn_with(
+            db,
+            waiver::app::Options {
+                delivery: fast_delivery(),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_with(db: TestDb, options: waiver::app::Options) -> App {
+        let fake = waiver::fake_slack::FakeSlack::start(BOT_TOKEN).await;
+        let running = Self::start(&db, &fake, options).await;
+        let ws = waiver::fake_slack::workspace::Workspace::new(
+            fake,
+            running.addr,
+            waiver::config::Secret::new(SIGNING_SECRET),
+        );
+        App {
+            ws,
+            running: Some(running),
+            db,
+        }
+    }
+
+    async fn start(
+        db: &TestDb,
+        fake: &waiver::fake_slack::FakeSlack,
+        options: waiver::app::Options,
+    ) -> waiver::app::Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        waiver::app::start(config(db, fake.api_url()), listener, options)
+            .await
+            .expect("waiver starts")
+    }
+
+    /// Simulates a crash and a restart on the same database and fake Slack.
+    pub async fn crash_and_restart(&mut self, options: waiver::app::Options) {
+        self.running.take().unwrap().crash();
+        let running = Self::start(&self.db, &self.ws.slack, options).await;
+        self.ws.retarget(running.addr);
+        self.running = Some(running);
+    }
+
+    pub fn service(&self) -> &waiver::service::Service {
+        &self.running.as_ref().unwrap().service
+    }
+
+    pub fn fake(&self) -> &waiver::fake_slack::FakeSlack {
+        &self.ws.slack
+    }
+
+    /// Polls until `pred` holds (5 s at most); panics with `what` otherwise.
+    pub async fn until(&self, what: &str, pred: impl Fn(&waiver::fake_slack::FakeSlack) -> bool) {
+        assert!(
+            self.ws
+                .slack
+                .wait_for(std::time::Duration::from_secs(10), pred)
+                .await,
+            "timed out waiting for: {what}"
+        );
+    }
+
+    /// Waits until every queued message was handled.
+    pub async fn drained(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let counts = self.service().store.outbox_counts().await.unwrap();
+            if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "outbox not drained: {counts:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The last message in `channel` whose text mentions `needle`.
+    pub fn message(&self, channel: &str, needle: &str) -> waiver::fake_slack::Message {
+        self.ws
+            .slack
+            .messages(channel)
+            .into_iter()
+            .rev()
+            .find(|m| {
+                waiver::fake_slack::workspace::describe(&m.blocks).contains(needle)
+                    || m.text.as_deref().unwrap_or_default().contains(needle)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no message mentioning {needle:?} in {channel}: {:#?}",
+                    self.ws
+                        .slack
+                        .messages(channel)
+                        .iter()
+                        .map(|m| waiver::fake_slack::workspace::describe(&m.blocks))
+                        .collect::<Vec<_>>()
+                )
+            })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}

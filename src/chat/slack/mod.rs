@@ -1,0 +1,8 @@
+//! The Slack adapter: request verification, payload parsing, Block Kit rendering and
+//! Web API delivery.
+
+pub mod client;
+pub mod inbound;
+pub mod modals;
+pub mod render;
+pub mod verify;

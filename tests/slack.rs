@@ -1,0 +1,638 @@
+//! The seven-step workflow through Slack: the real server on 127.0.0.1:0, a stateful
+//! fake Slack Web API, requests signed as Slack signs them, on both databases.
+//! Assertions are on what people see: modals, cards, DMs, ephemerals.
+
+mod common;
+
+use common::{App, TestDb, uid};
+use waiver::domain::State;
+use waiver::fake_slack::workspace::{Input, describe};
+use waiver::fake_slack::{Message, OpenedView};
+
+const INTAKE: &str = "C0AIXINTAKE";
+const RISK: &str = "C0AIXRISK";
+const SECURITY: &str = "C0AIXSECURITY";
+const APPROVALS: &str = "C0AIXAPPROVALS";
+const BOARD: &str = "C0AIXBOARD";
+const STAKEHOLDERS: &str = "C0AIXSTAKEHOLDERS";
+const ENGINEERING: &str = "C0ENGINEERING";
+
+/// The next modal opened after `before` modals were opened.
+async fn next_view(app: &App, before: usize) -> OpenedView {
+    app.until("a modal opens", |f| f.views_opened().len() > before)
+        .await;
+    app.fake().views_opened()[before].clone()
+}
+
+fn has_buttons(m: &Message) -> bool {
+    describe(&m.blocks).lines().any(|l| l.starts_with('['))
+}
+
+/// James files the sample request through /ai-exception and the intake modal.
+async fn file(app: &App, title: &str) -> waiver::domain::RequestId {
+    let opened = app.fake().views_opened().len();
+    let reply = app.ws.command(&uid("james.carter"), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let view = next_view(app, opened).await;
+    assert_eq!(view.view["callback_id"], "intake");
+    let reply = app
+        .ws
+        .submit(
+            &uid("james.carter"),
+            &view,
+            &[
+                ("title", Input::Text(title)),
+                ("policy", Input::Choose("aiup")),
+                ("exception_type", Input::Choose("tool_adoption")),
+                ("ai_system", Input::Text("CodeHelper Pro")),
+                (
+                    "justification",
+                    Input::Text("Speeds up test writing for the ingestion team."),
+                ),
+                ("scope_departments", Input::ChooseMany(&["engineering"])),
+                ("scope_users", Input::Text("12 engineers")),
+                ("data_categories", Input::ChooseMany(&["internal"])),
+                ("regions", Input::ChooseMany(&["us"])),
+                ("department", Input::Choose("engineering")),
+                ("start", Input::Date(&today())),
+                ("end", Input::Date(&in_days(120))),
+                ("controls", Input::Text("No customer data in prompts.")),
+                ("business_owner", Input::User(&uid("marcus.webb"))),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "", "the modal closes");
+    let mine = app
+        .service()
+        .store
+        .requests_by(&common::p("james.carter"), 100)
+        .await
+        .unwrap();
+    mine.iter().find(|s| s.title == title).expect("filed").id
+}
+
+fn today() -> String {
+    waiver::app::now().date().to_string()
+}
+
+fn in_days(n: u64) -> String {
+    (waiver::app::now().date() + chrono::Days::new(n)).to_string()
+}
+
+async fn click(app: &App, who: &str, message: &Message, action: &str) {
+    let reply = app
+        .ws
+        .click(&uid(who), message, action)
+        .await
+        .unwrap_or_else(|| panic!("no {action} button on:\n{}", describe(&message.blocks)));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// Clicks a modal-opening button and submits the modal.
+async fn click_and_submit(
+    app: &App,
+    who: &str,
+    message: &Message,
+    action: &str,
+    inputs: &[(&str, Input<'_>)],
+) -> waiver::fake_slack::workspace::Reply {
+    let opened = app.fake().views_opened().len();
+    click(app, who, message, action).await;
+    let view = next_view(app, opened).await;
+    app.ws.submit(&uid(who), &view, inputs).await
+}
+
+async fn state(app: &App, id: waiver::domain::RequestId) -> State {
+    app.service().store.load(id).await.unwrap().unwrap().state
+}
+
+fn assess_inputs(l: &'static str, i: &'static str) -> Vec<(&'static str, Input<'static>)> {
+    vec![
+        ("findings", Input::Text("Vendor keeps prompts for 30 days.")),
+        ("likelihood", Input::Choose(l)),
+        ("impact", Input::Choose(i)),
+        ("mitigations", Input::Text("Zero-retention plan.")),
+        ("recommendation", Input::Choose("approve_with_conditions")),
+    ]
+}
+
+both!(
+    approve_with_conditions_then_mark_done_makes_it_active,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let id = file(&app, "Coding assistant").await;
+        let reference = id.to_string();
+
+        // 1. The requester sees the routing plan; intake sees a completeness card.
+        app.until("receipt and routing plan", |f| {
+            f.dms(&uid("james.carter")).len() >= 2
+        })
+        .await;
+        let dms: Vec<String> = app
+            .fake()
+            .dms(&uid("james.carter"))
+            .iter()
+            .map(|m| describe(&m.blocks))
+            .collect();
+        assert!(
+            dms.iter()
+                .any(|d| d.contains("Here is how it will be reviewed")
+                    && d.contains("AI intake desk")
+                    && d.contains("Enterprise risk, Information security")),
+            "{dms:#?}"
+        );
+        app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
+            .await;
+        let card = app.message(INTAKE, &reference);
+        let text = describe(&card.blocks);
+        assert!(
+            text.contains("Coding assistant")
+                && text.contains("James Carter")
+                && text.contains("[Complete] [Send back…]"),
+            "{text}"
+        );
+
+        // 2. Complete: the card closes in place; assessment cards go to risk and security.
+        click(&app, "noah.fischer", &card, "complete").await;
+        app.until("assessment cards", |f| {
+            !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
+        })
+        .await;
+        app.until("completeness card closed", |f| {
+            f.messages(INTAKE)[0].edits >= 1
+        })
+        .await;
+        let closed = app.message(INTAKE, &reference);
+        assert!(
+            !has_buttons(&closed),
+            "no live button on a decided card: {}",
+            describe(&closed.blocks)
+        );
+        assert!(describe(&closed.blocks).contains("Marked complete by Noah Fischer"));
+
+        // 3. Each required role assesses through its modal.
+        let reply = click_and_submit(
+            &app,
+            "omar.haddad",
+            &app.message(RISK, &reference),
+            "assess",
+            &assess_inputs("1", "2"),
+        )
+        .await;
+        assert_eq!(reply.body, "", "{}", reply.body);
+        let reply = click_and_submit(
+            &app,
+            "tomas.novak",
+            &app.message(SECURITY, &reference),
+            "assess",
+            &assess_inputs("2", "2"),
+        )
+        .await;
+        assert_eq!(reply.body, "", "{}", reply.body);
+        app.until("decision card", |f| !f.messages(APPROVALS).is_empty())
+            .await;
+        let decision = app.message(APPROVALS, &reference);
+        let text = describe(&decision.blocks);
+        assert!(text.contains("Score 4 of 25, low tier"), "{text}");
+        assert!(
+            text.contains("Enterprise risk (Omar Haddad): likelihood 1 × impact 2 = 2"),
+            "{text}"
+        );
+        assert!(text.contains("[Approve…] [Reject…]"), "{text}");
+
+        // 5. Approve with a condition owned by Kenji; Marcus (business owner) monitors.
+        let reply = click_and_submit(
+            &app,
+            "carlos.mendes",
+            &decision,
+            "approve",
+            &[
+                ("c1_text", Input::Text("Enable SSO for all users")),
+                ("c1_owner", Input::User(&uid("kenji.watanabe"))),
+                ("c1_due", Input::Date(&in_days(14))),
+            ],
+        )
+        .await;
+        assert_eq!(reply.body, "", "{}", reply.body);
+        assert_eq!(state(&app, id).await, State::Approved);
+
+        // 6. Everyone is told; the owner gets the checklist with Mark done.
+        app.until("announcement", |f| !f.messages(ENGINEERING).is_empty())
+            .await;
+        assert!(describe(&app.message(ENGINEERING, &reference).blocks).contains("approved"));
+        app.until("checklist", |f| {
+            f.dms(&uid("marcus.webb"))
+                .iter()
+                .any(|m| describe(&m.blocks).contains("conditions to complete"))
+        })
+        .await;
+        app.until("condition owner told", |f| {
+            !f.dms(&uid("kenji.watanabe")).is_empty()
+        })
+        .await;
+        let dm_channel = app.fake().dm_channel(&uid("marcus.webb")).unwrap();
+        let checklist = app.message(&dm_channel, "conditions to complete");
+        assert!(
+            describe(&checklist.blocks)
+                .contains("1. Enable SSO for all users (owner Kenji Watanabe"),
+            "{}",
+            describe(&checklist.blocks)
+        );
+        click(&app, "marcus.webb", &checklist, "mark_done").await;
+        app.until("active", |f| {
+            f.dms(&uid("james.carter"))
+                .iter()
+                .any(|m| describe(&m.blocks).contains("is now active"))
+        })
+        .await;
+        assert_eq!(state(&app, id).await, State::Active);
+        app.drained().await;
+        let closed = app.message(APPROVALS, &reference);
+        assert!(!has_buttons(&closed), "{}", describe(&closed.blocks));
+        assert!(describe(&closed.blocks).contains("Approved by Carlos Mendes"));
+        assert!(app.service().store.verify_audit().await.unwrap().is_ok());
+        app.stop().await;
+    }
+);
+
+both!(
+    send_back_then_update_then_approve,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let id = file(&app, "Translate release notes").await;
+        let reference = id.to_string();
+        app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
+            .await;
+        let v1_card = app.message(INTAKE, &reference);
+
+        // Send back: the reviewer's questions reach the requester with Update request.
+        let reply = click_and_submit(
+            &app,
+            "noah.fischer",
+            &v1_card,
+            "send_back",
+            &[("questions", Input::Text("Which repositories exactly?"))],
+        )
+        .await;
+        assert_eq!(reply.body, "");
+        assert_eq!(state(&app, id).await, State::NeedsInfo);
+        let james = uid("james.carter");
+        app.until("questions DM", |f| {
+            f.dms(&james)
+                .iter()
+                .any(|m| describe(&m.blocks).contains("Which repositories exactly?"))
+        })
+        .await;
+        let dm = app.fake().dm_channel(&james).unwrap();
+        let questions = app.message(&dm, "Which repositories exactly?");
+        assert!(describe(&questions.blocks).contains("[Update request]"));
+        app.until("v1 card closed", |f| f.messages(INTAKE)[0].edits >= 1)
+            .await;
+        assert!(
+            describe(&app.message(INTAKE, &reference).blocks)
+                .contains("Sent back to the requester by Noah Fischer")
+        );
+
+        // Update request reopens the form pre-filled; resubmitting makes version 2.
+        let opened = app.fake().views_opened().len();
+        click(&app, "james.carter", &questions, "update_request").await;
+        let view = next_view(&app, opened).await;
+        assert_eq!(view.view["title"]["text"], "Update request");
+        let title_block = view.view["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["block_id"] == "title")
+            .unwrap();
+        assert_eq!(
+            title_block["element"]["initial_value"], "Translate release notes",
+            "pre-filled"
+        );
+        let reply = app
+            .ws
+            .submit(
+                &james,
+                &view,
+                &[(
+                    "scope_systems",
+                    Input::Text("docs and release-notes repositories"),
+                )],
+            )
+            .await;
+        assert_eq!(reply.body, "", "{}", reply.body);
+        let r = app.service().store.load(id).await.unwrap().unwrap();
+        assert_eq!((r.state, r.version()), (State::Submitted, 2));
+        assert_eq!(
+            r.content().scope_systems,
+            "docs and release-notes repositories"
+        );
+        assert_eq!(
+            r.content().title,
+            "Translate release notes",
+            "untouched fields keep their values"
+        );
+
+        // A new card for version 2 returns to the queue; the DM's button is gone.
+        app.until("v2 card", |f| f.messages(INTAKE).len() == 2)
+            .await;
+        let v2_card = app.message(INTAKE, "version 2");
+        assert!(describe(&v2_card.blocks).contains("[Complete] [Send back…]"));
+        app.drained().await;
+        assert!(
+            !has_buttons(&app.message(&dm, "Which repositories exactly?")),
+            "the Update button is gone"
+        );
+
+        click(&app, "lucia.romero", &v2_card, "complete").await;
+        app.until("assessment cards", |f| {
+            !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
+        })
+        .await;
+        click_and_submit(
+            &app,
+            "grace.liu",
+            &app.message(RISK, &reference),
+            "assess",
+            &assess_inputs("1", "1"),
+        )
+        .await;
+        click_and_submit(
+            &app,
+            "ines.duarte",
+            &app.message(SECURITY, &reference),
+            "assess",
+            &assess_inputs("1", "3"),
+        )
+        .await;
+        app.until("decision card", |f| !f.messages(APPROVALS).is_empty())
+            .await;
+        let reply = click_and_submit(
+            &app,
+            "anna.kowalski",
+            &app.message(APPROVALS, &reference),
+            "approve",
+            &[],
+        )
+        .await;
+        assert_eq!(reply.body, "", "{}", reply.body);
+        assert_eq!(
+            state(&app, id).await,
+            State::Active,
+            "no conditions and a start of today: active at once"
+        );
+        app.until("requester told", |f| {
+            f.dms(&james)
+                .iter()
+                .any(|m| describe(&m.blocks).contains("was approved (low tier)"))
+        })
+        .await;
+        app.stop().await;
+    }
+);
+
+both!(
+    reject_requires_a_reason_and_tells_everyone,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let id = file(&app, "Auto-grade interviews").await;
+        let reference = id.to_string();
+        app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
+            .await;
+        click(
+            &app,
+            "noah.fischer",
+            &app.message(INTAKE, &reference),
+            "complete",
+        )
+        .await;
+        app.until("assessment cards", |f| {
+            !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
+        })
+        .await;
+        click_and_submit(
+            &app,
+            "omar.haddad",
+            &app.message(RISK, &reference),
+            "assess",
+            &assess_inputs("2", "3"),
+        )
+        .await;
+        click_and_submit(
+            &app,
+            "tomas.novak",
+            &app.message(SECURITY, &reference),
+            "assess",
+            &assess_inputs("1", "1"),
+        )
+        .await;
+        app.until("decision card", |f| !f.messages(APPROVALS).is_empty())
+            .await;
+
+        let decision = app.message(APPROVALS, &reference);
+        let opened = app.fake().views_opened().len();
+        click(&app, "julia.schmidt", &decision, "reject").await;
+        let view = next_view(&app, opened).await;
+        // An empty reason is refused inside the modal, and nothing changes.
+        let reply = app
+            .ws
+            .submit(
+                &uid("julia.schmidt"),
+                &view,
+                &[("reason", Input::Text("   "))],
+            )
+            .await;
+        assert_eq!(reply.json()["response_action"], "errors", "{}", reply.body);
+        assert_eq!(reply.json()["errors"]["reason"], "A reason is required.");
+        assert_eq!(state(&app, id).await, State::AwaitingDecision);
+        let reply = app
+            .ws
+            .submit(
+                &uid("julia.schmidt"),
+                &view,
+                &[("reason", Input::Text("No DPA with the vendor."))],
+            )
+            .await;
+        assert_eq!(reply.body, "");
+        assert_eq!(state(&app, id).await, State::Rejected);
+
+        let james = uid("james.carter");
+        app.until("requester told", |f| {
+            f.dms(&james)
+                .iter()
+                .any(|m| describe(&m.blocks).contains("No DPA with the vendor."))
+        })
+        .await;
+        app.until("announcement", |f| !f.messages(ENGINEERING).is_empty())
+            .await;
+        assert!(describe(&app.message(ENGINEERING, &reference).blocks).contains("was rejected"));
+        app.drained().await;
+        let closed = app.message(APPROVALS, &reference);
+        assert!(!has_buttons(&closed));
+        assert!(
+            describe(&closed.blocks).contains("Rejected by Julia Schmidt: No DPA with the vendor.")
+        );
+        app.stop().await;
+    }
+);
+
+both!(
+    a_high_tier_needs_both_approver_roles_and_a_typed_confirmation,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let id = file(&app, "Deploy a churn model").await;
+        let reference = id.to_string();
+        app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
+            .await;
+        click(
+            &app,
+            "noah.fischer",
+            &app.message(INTAKE, &reference),
+            "complete",
+        )
+        .await;
+        app.until("assessment cards", |f| {
+            !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
+        })
+        .await;
+        click_and_submit(
+            &app,
+            "omar.haddad",
+            &app.message(RISK, &reference),
+            "assess",
+            &assess_inputs("4", "4"),
+        )
+        .await;
+        click_and_submit(
+            &app,
+            "tomas.novak",
+            &app.message(SECURITY, &reference),
+            "assess",
+            &assess_inputs("2", "2"),
+        )
+        .await;
+
+        // Stakeholder review: both roles give feedback.
+        app.until("stakeholder card", |f| !f.messages(STAKEHOLDERS).is_empty())
+            .await;
+        let card = app.message(STAKEHOLDERS, &reference);
+        for who in ["julia.schmidt", "kenji.watanabe"] {
+            let reply = click_and_submit(
+                &app,
+                who,
+                &card,
+                "feedback",
+                &[("recommendation", Input::Choose("approve"))],
+            )
+            .await;
+            assert_eq!(reply.body, "", "{}", reply.body);
+        }
+        app.until("decision card", |f| !f.messages(BOARD).is_empty())
+            .await;
+        let decision = app.message(BOARD, &reference);
+        assert!(describe(&decision.blocks).contains("Score 16 of 25, high tier"));
+
+        // Without the typed reference, nothing is decided.
+        let opened = app.fake().views_opened().len();
+        click(&app, "hannah.berg", &decision, "approve").await;
+        let view = next_view(&app, opened).await;
+        let reply = app
+            .ws
+            .submit(
+                &uid("hannah.berg"),
+                &view,
+                &[("confirm", Input::Text("yes"))],
+            )
+            .await;
+        assert_eq!(
+            reply.json()["errors"]["confirm"],
+            format!("Type {reference} exactly to confirm a high-tier decision.")
+        );
+        let reply = app
+            .ws
+            .submit(
+                &uid("hannah.berg"),
+                &view,
+                &[("confirm", Input::Text(&reference))],
+            )
+            .await;
+        assert_eq!(reply.body, "");
+        assert_eq!(
+            state(&app, id).await,
+            State::AwaitingDecision,
+            "the CISO office has not approved yet"
+        );
+        app.drained().await;
+        let decision = app.message(BOARD, &reference);
+        assert!(describe(&decision.blocks).contains("Waiting for approval by CISO office"));
+
+        // The board member's second vote is refused; the CISO's completes the quorum.
+        let reply = click_and_submit(
+            &app,
+            "rachel.green",
+            &decision,
+            "approve",
+            &[("confirm", Input::Text(&reference))],
+        )
+        .await;
+        assert_eq!(reply.body, "");
+        assert_eq!(state(&app, id).await, State::Active);
+        let r = app.service().store.load(id).await.unwrap().unwrap();
+        let g = r.grant.unwrap();
+        assert_eq!(
+            g.approvers,
+            vec![common::p("hannah.berg"), common::p("rachel.green")]
+        );
+        app.stop().await;
+    }
+);
+
+both!(
+    the_requester_can_withdraw_before_a_decision,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let id = file(&app, "Meeting transcription").await;
+        let reference = id.to_string();
+        let james = uid("james.carter");
+        app.until("receipt", |f| {
+            f.dms(&james)
+                .iter()
+                .any(|m| describe(&m.blocks).contains("[Withdraw request]"))
+        })
+        .await;
+        let dm = app.fake().dm_channel(&james).unwrap();
+        let receipt = app.message(&dm, "[Withdraw request]");
+        // The button asks for confirmation in Slack before it is sent.
+        let (_, button) =
+            waiver::fake_slack::workspace::Workspace::button(&receipt, "withdraw").unwrap();
+        assert!(
+            button["confirm"]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("Withdraw {reference}?"))
+        );
+        click(&app, "james.carter", &receipt, "withdraw").await;
+        assert_eq!(state(&app, id).await, State::Withdrawn);
+        app.drained().await;
+        assert!(
+            !has_buttons(&app.message(INTAKE, &reference)),
+            "no live button on a withdrawn request"
+        );
+        assert!(describe(&app.message(INTAKE, &reference).blocks).contains("Withdrawn"));
+        // Through the slash command, too.
+        let id2 = file(&app, "Second request").await;
+        let reply = app
+            .ws
+            .command(&james, &format!("withdraw {id2} duplicate of {reference}"))
+            .await;
+        assert_eq!(reply.json()["response_type"], "ephemeral");
+        assert!(reply.body.contains("was withdrawn"), "{}", reply.body);
+        let r = app.service().store.load(id2).await.unwrap().unwrap();
+        assert_eq!(r.state, State::Withdrawn);
+        assert_eq!(
+            r.closure.unwrap().reason,
+            format!("duplicate of {reference}")
+        );
+        app.stop().await;
+    }
+);
