@@ -247,13 +247,18 @@ impl Deliverer {
                 error: format!("gave up after {} attempts: {error}", row.attempts),
             };
         }
-        let backoff = after.unwrap_or_else(|| {
+        let mut backoff = after.unwrap_or_else(|| {
             let exp = self
                 .config
                 .base_backoff
                 .saturating_mul(1 << row.attempts.saturating_sub(1).min(16));
             exp.min(self.config.max_backoff)
         });
+        if in_doubt {
+            // A request that timed out may still land: let it, before the next attempt
+            // looks for it in the conversation.
+            backoff = backoff.max(self.config.call_timeout.saturating_mul(2));
+        }
         Finish::Retry {
             at: Timestamp::from_millis(crate::app::now().millis() + backoff.as_millis() as i64),
             error,
@@ -338,18 +343,27 @@ impl Deliverer {
                 };
             }
         }
-        if row.in_doubt
-            && row.attempts > 1
-            && let Some((channel, ts)) = self.find_posted(row).await?
-        {
-            tracing::info!(
-                outbox_id = row.id,
-                "delivery: found the message of an interrupted attempt"
-            );
-            return Ok(Finish::Sent {
-                channel: Some(channel),
-                ts: Some(ts),
-            });
+        if row.in_doubt && row.attempts > 1 {
+            match self.find_posted(row).await {
+                Ok(Some((channel, ts))) => {
+                    tracing::info!(
+                        outbox_id = row.id,
+                        "delivery: found the message of an interrupted attempt"
+                    );
+                    return Ok(Finish::Sent {
+                        channel: Some(channel),
+                        ts: Some(ts),
+                    });
+                }
+                Ok(None) => {}
+                Err(e @ Failure::Transient { .. }) => return Err(e),
+                // The history cannot be read (a missing scope, say): deliver rather than
+                // lose the message, at the risk of a duplicate.
+                Err(_) => tracing::warn!(
+                    outbox_id = row.id,
+                    "delivery: cannot look for an interrupted post; posting again"
+                ),
+            }
         }
         let target = channel_of(&m.to);
         self.pace(&target).await;

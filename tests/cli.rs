@@ -521,3 +521,67 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn serve_without_a_chat_platform_says_what_to_set() {
+    let (code, _, err) = run(waiver().arg("serve").env("WAIVER_LISTEN", "127.0.0.1:0"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("SLACK_SIGNING_SECRET")
+            && err.contains("SLACK_BOT_TOKEN")
+            && err.contains("waiver demo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_demo_walks_all_seven_steps_and_verifies_the_audit_trail() {
+    let (code, out, err) = run(waiver().arg("demo"));
+    assert_eq!(code, 0, "{err}");
+    for step in [
+        "1 · Submission",
+        "2 · Completeness review",
+        "3 · Risk and impact assessment",
+        "4 · Stakeholder review",
+        "5 · Decision",
+        "6 · Communication and implementation",
+        "7 · Monitoring and review",
+    ] {
+        assert!(out.contains(step), "missing {step}");
+    }
+    assert!(out.contains("Noah Fischer clicks [Send back…]"));
+    assert!(out.contains("William Hughes clicks [Approve…]"));
+    assert!(out.contains("AIX-0001 is now active"));
+    assert!(out.contains("waiver audit verify: intact"), "{out}");
+}
+
+#[test]
+fn the_slack_manifest_matches_the_routes() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/slack/app-manifest.yaml"),
+    )
+    .unwrap();
+    let urls: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("url: ")
+                .or_else(|| l.trim().strip_prefix("request_url: "))
+        })
+        .collect();
+    let mut paths: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim_start_matches("https://waiver.example.com"))
+        .collect();
+    paths.sort();
+    let mut routes = waiver::http::SLACK_ROUTES.to_vec();
+    routes.sort();
+    assert_eq!(paths, routes);
+    assert!(manifest.contains("command: /ai-exception"));
+    for scope in ["commands", "chat:write", "im:write", "channels:history"] {
+        assert!(manifest.contains(&format!("- {scope}")), "{scope}");
+    }
+    for event in ["app_home_opened", "message.channels"] {
+        assert!(manifest.contains(&format!("- {event}")), "{event}");
+    }
+}

@@ -636,3 +636,156 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    slash_subcommands_answer_ephemerally,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let james = uid("james.carter");
+        let reply = app.ws.command(&james, "help").await;
+        assert_eq!(reply.json()["response_type"], "ephemeral");
+        assert!(reply.body.contains("/ai-exception status AIX-0042"));
+        let reply = app.ws.command(&james, "frobnicate").await;
+        assert!(
+            reply.body.contains("Unknown subcommand \\\"frobnicate\\\"")
+                && reply.body.contains("/ai-exception list"),
+            "{}",
+            reply.body
+        );
+        let reply = app.ws.command(&james, "list").await;
+        assert!(reply.body.contains("You have not filed any requests"));
+
+        let id = file(&app, "Voice notes to text").await;
+        let reply = app.ws.command(&james, "list").await;
+        let listed = describe(&reply.json()["blocks"]);
+        assert!(
+            listed.contains(&format!(
+                "{id} Voice notes to text: Submitted: awaiting completeness review"
+            )),
+            "{listed}"
+        );
+
+        // What waits on the intake desk, and on the requester after a send-back.
+        let reply = app.ws.command(&uid("noah.fischer"), "pending").await;
+        assert!(
+            describe(&reply.json()["blocks"])
+                .contains(&format!("{id} Voice notes to text: review completeness"))
+        );
+        let reply = app.ws.command(&uid("olivia.brown"), "pending").await;
+        assert!(reply.body.contains("Nothing is waiting on you"));
+        app.until("card", |f| !f.messages(INTAKE).is_empty()).await;
+        click_and_submit(
+            &app,
+            "noah.fischer",
+            &app.message(INTAKE, &id.to_string()),
+            "send_back",
+            &[("questions", Input::Text("Which vendor?"))],
+        )
+        .await;
+        let reply = app.ws.command(&james, "pending").await;
+        assert!(describe(&reply.json()["blocks"]).contains("answer the questions and update"));
+
+        // The timeline, for the people involved only.
+        let reply = app.ws.command(&james, &format!("status {id}")).await;
+        let status = describe(&reply.json()["blocks"]);
+        assert!(
+            status.contains("submitted by James Carter")
+                && status.contains("sent back by Noah Fischer"),
+            "{status}"
+        );
+        let reply = app
+            .ws
+            .command(&uid("olivia.brown"), &format!("status {id}"))
+            .await;
+        assert!(
+            reply
+                .body
+                .contains(&format!("You are not involved in {id}"))
+        );
+        let reply = app.ws.command(&james, "status AIX-9999").await;
+        assert!(reply.body.contains("AIX-9999 does not exist"));
+        let reply = app.ws.command(&james, "status nonsense").await;
+        assert!(reply.body.contains("is not a reference like AIX-0042"));
+        app.stop().await;
+    }
+);
+
+both!(
+    app_home_shows_my_requests_tasks_and_exceptions,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        let id = file(&app, "Draft sales emails").await;
+        app.until("card", |f| !f.messages(INTAKE).is_empty()).await;
+        click(
+            &app,
+            "noah.fischer",
+            &app.message(INTAKE, &id.to_string()),
+            "complete",
+        )
+        .await;
+        app.until("risk card", |f| !f.messages(RISK).is_empty())
+            .await;
+
+        // Omar's home lists the assessment waiting on him.
+        let omar = uid("omar.haddad");
+        assert_eq!(app.ws.open_home(&omar, "Ev0HOME1").await.status, 200);
+        app.until("home published", |f| f.home(&omar).is_some())
+            .await;
+        let home = describe(&app.fake().home(&omar).unwrap()["blocks"]);
+        assert!(
+            home.contains(&format!(
+                "{id} Draft sales emails: assess for Enterprise risk"
+            )),
+            "{home}"
+        );
+
+        // Once granted, the owner sees the exception with its expiry and next review.
+        click_and_submit(
+            &app,
+            "omar.haddad",
+            &app.message(RISK, &id.to_string()),
+            "assess",
+            &assess_inputs("1", "1"),
+        )
+        .await;
+        click_and_submit(
+            &app,
+            "tomas.novak",
+            &app.message(SECURITY, &id.to_string()),
+            "assess",
+            &assess_inputs("1", "1"),
+        )
+        .await;
+        app.until("decision card", |f| !f.messages(APPROVALS).is_empty())
+            .await;
+        click_and_submit(
+            &app,
+            "carlos.mendes",
+            &app.message(APPROVALS, &id.to_string()),
+            "approve",
+            &[],
+        )
+        .await;
+        let marcus = uid("marcus.webb");
+        app.ws.open_home(&marcus, "Ev0HOME2").await;
+        app.until("owner's home", |f| f.home(&marcus).is_some())
+            .await;
+        let home = describe(&app.fake().home(&marcus).unwrap()["blocks"]);
+        assert!(
+            home.contains("Exceptions you own")
+                && home.contains(&format!(
+                    "{id} Draft sales emails: Active (low tier), expires"
+                )),
+            "{home}"
+        );
+        let james = uid("james.carter");
+        app.ws.open_home(&james, "Ev0HOME3").await;
+        app.until("requester's home", |f| f.home(&james).is_some())
+            .await;
+        assert!(
+            describe(&app.fake().home(&james).unwrap()["blocks"])
+                .contains(&format!("{id} Draft sales emails: Active"))
+        );
+        app.stop().await;
+    }
+);

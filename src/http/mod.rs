@@ -27,14 +27,18 @@ impl SlackSecret for Arc<AppState> {
     }
 }
 
+/// The routes a Slack app's manifest points at.
+pub const SLACK_ROUTES: [&str; 3] = ["/slack/commands", "/slack/interactions", "/slack/events"];
+
 /// Every route Waiver serves.
 pub fn router(state: Arc<AppState>) -> Router {
+    let [commands, interactions, events] = SLACK_ROUTES;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/slack/commands", post(slack_commands))
-        .route("/slack/interactions", post(slack_interactions))
-        .route("/slack/events", post(slack_events))
+        .route(commands, post(slack_commands))
+        .route(interactions, post(slack_interactions))
+        .route(events, post(slack_events))
         // The Slack extractor enforces its own limit (413) before verifying.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -1,0 +1,279 @@
+//! Delivery under faults: rate limits, bursts of 5xx, permanent errors, crashes.
+//! Every message the bot committed to send arrives exactly once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{App, TestDb, fast_delivery, uid};
+use waiver::app::Options;
+use waiver::fake_slack::Fault;
+use waiver::fake_slack::workspace::describe;
+
+const INTAKE: &str = "C0AIXINTAKE";
+
+async fn file(app: &App) -> waiver::domain::RequestId {
+    let waiver::service::Submitted::Filed(r) = app
+        .service()
+        .submit(
+            &common::p("james.carter"),
+            &common::form(),
+            None,
+            waiver::app::now(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not filed")
+    };
+    r.id
+}
+
+/// Bot messages in a conversation that carry the given outbox-posted card.
+fn cards_for(app: &App, channel: &str, reference: &str) -> usize {
+    app.fake()
+        .messages(channel)
+        .iter()
+        .filter(|m| m.user.is_none() && describe(&m.blocks).contains(reference))
+        .count()
+}
+
+both!(
+    rate_limits_are_waited_out_with_retry_after,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        app.fake().fail_next(
+            "chat.postMessage",
+            Fault::RateLimited {
+                retry_after_secs: 1,
+            },
+        );
+        let started = Instant::now();
+        let id = file(&app).await;
+        app.drained().await;
+        let posts = app.fake().calls_to("chat.postMessage");
+        assert_eq!(posts[0].status, 429, "the first post was rate limited");
+        assert!(
+            posts[1..].iter().all(|c| c.status == 200),
+            "then everything went through"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "waited for Retry-After"
+        );
+        // The rate-limited conversation got its message once.
+        let first_target = posts[0].body["channel"].as_str().unwrap().to_string();
+        let conversation = app.fake().dm_channel(&first_target).unwrap_or(first_target);
+        let count = app
+            .fake()
+            .messages(&conversation)
+            .iter()
+            .filter(|m| m.user.is_none())
+            .count();
+        let expected = app
+            .service()
+            .store
+            .outbox()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                let t = r.outgoing.to.target();
+                t == conversation || t == format!("@{}", posts[0].body["channel"].as_str().unwrap())
+            })
+            .filter(|r| r.outgoing.card.is_none() || !r.outgoing.card.as_ref().unwrap().is_empty())
+            .count();
+        assert!(
+            count >= 1 && count <= expected,
+            "{count} messages for {expected} outbox rows"
+        );
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 1);
+        app.stop().await;
+    }
+);
+
+both!(
+    bursts_of_5xx_back_off_and_deliver_once,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        for _ in 0..4 {
+            app.fake()
+                .fail_next("chat.postMessage", Fault::ServerError(503));
+        }
+        let id = file(&app).await;
+        app.drained().await;
+        let statuses: Vec<u16> = app
+            .fake()
+            .calls_to("chat.postMessage")
+            .iter()
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 503).count(),
+            4,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            cards_for(&app, INTAKE, &id.to_string()),
+            1,
+            "the card was posted exactly once"
+        );
+        let james = uid("james.carter");
+        let dm = app.fake().dms(&james);
+        assert_eq!(
+            dm.len(),
+            2,
+            "receipt and routing plan, once each: {:#?}",
+            dm.iter().map(|m| describe(&m.blocks)).collect::<Vec<_>>()
+        );
+        // A 5xx may have been processed: before re-posting, Waiver looked for the message.
+        assert!(!app.fake().calls_to("conversations.history").is_empty());
+        let counts = app.service().store.outbox_counts().await.unwrap();
+        assert!(counts.iter().all(|(s, _)| s == "sent"), "{counts:?}");
+        app.stop().await;
+    }
+);
+
+both!(
+    permanent_errors_are_parked_and_audited_without_blocking_others,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        app.fake().fail_channel(INTAKE, "channel_not_found");
+        let id = file(&app).await;
+        app.drained().await;
+        let rows = app.service().store.outbox().await.unwrap();
+        let parked: Vec<_> = rows
+            .iter()
+            .filter(|r| r.status == waiver::store::OutboxStatus::Parked)
+            .collect();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].outgoing.to.target(), INTAKE);
+        assert_eq!(parked[0].last_error.as_deref(), Some("channel_not_found"));
+        assert_eq!(
+            app.fake()
+                .calls_to("chat.postMessage")
+                .iter()
+                .filter(|c| c.body["channel"] == INTAKE)
+                .count(),
+            1,
+            "not retried"
+        );
+        assert_eq!(
+            app.fake().dms(&uid("james.carter")).len(),
+            2,
+            "other messages still delivered"
+        );
+        let audit = app.service().store.audit_of(id).await.unwrap();
+        assert!(audit.iter().any(|e| e.action == "deliver"
+            && e.outcome == waiver::store::Outcome::Parked
+            && e.details["error"] == "channel_not_found"));
+        assert!(app.service().store.verify_audit().await.unwrap().is_ok());
+        app.stop().await;
+    }
+);
+
+both!(
+    a_crash_between_commit_and_delivery_loses_nothing_and_duplicates_nothing,
+    |db: TestDb| async move {
+        // The server commits state and queues messages, then dies before delivering.
+        let mut app = App::spawn_with(
+            db,
+            Options {
+                delivery: fast_delivery(),
+                no_delivery: true,
+            },
+        )
+        .await;
+        let id = file(&app).await;
+        let card_rows = app.service().store.outbox().await.unwrap().len();
+        assert!(card_rows >= 3);
+        assert!(
+            app.fake().calls_to("chat.postMessage").is_empty(),
+            "nothing sent before the crash"
+        );
+        app.crash_and_restart(Options {
+            delivery: fast_delivery(),
+            ..Default::default()
+        })
+        .await;
+        app.drained().await;
+        let posts = app.fake().calls_to("chat.postMessage");
+        assert_eq!(
+            posts.len(),
+            card_rows,
+            "each queued message delivered exactly once"
+        );
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 1);
+        // The restarted server keeps working: the card still updates in place.
+        let card = app.message(INTAKE, &id.to_string());
+        app.ws
+            .click(&uid("noah.fischer"), &card, "complete")
+            .await
+            .unwrap();
+        app.until("card closed in place", |f| {
+            f.messages(INTAKE).iter().any(|m| m.edits >= 1)
+        })
+        .await;
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 1);
+        app.stop().await;
+    }
+);
+
+both!(
+    a_crash_after_slack_accepted_a_post_does_not_post_it_twice,
+    |db: TestDb| async move {
+        // Slack accepts the post but the answer never reaches Waiver, which then crashes.
+        let delivery = waiver::delivery::DeliveryConfig {
+            lease: Duration::from_millis(300),
+            call_timeout: Duration::from_millis(200),
+            ..fast_delivery()
+        };
+        let mut app = App::spawn_with(
+            db,
+            Options {
+                delivery: delivery.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        // Filing queues three messages (intake card, receipt, routing plan): all three
+        // are accepted by Slack but answered only after Waiver has died.
+        for _ in 0..3 {
+            app.fake()
+                .fail_next("chat.postMessage", Fault::Hang(Duration::from_millis(150)));
+        }
+        let id = file(&app).await;
+        app.until("Slack received the posts", |f| {
+            f.calls_to("chat.postMessage").len() == 3
+        })
+        .await;
+        app.crash_and_restart(Options {
+            delivery,
+            ..Default::default()
+        })
+        .await;
+        // Slack finishes processing what it accepted; Waiver restarts and recovers.
+        app.until("the accepted post landed", |f| {
+            f.messages(INTAKE).len() + f.dms(&uid("james.carter")).len() >= 1
+        })
+        .await;
+        app.drained().await;
+        assert_eq!(
+            cards_for(&app, INTAKE, &id.to_string()),
+            1,
+            "not posted twice"
+        );
+        assert_eq!(
+            app.fake().dms(&uid("james.carter")).len(),
+            2,
+            "receipt and plan once each"
+        );
+        let rows = app.service().store.outbox().await.unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| r.status == waiver::store::OutboxStatus::Sent),
+            "{rows:#?}"
+        );
+        app.stop().await;
+    }
+);
