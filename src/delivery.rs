@@ -33,6 +33,10 @@ use crate::chat::{Address, Outgoing, Platform};
 use crate::domain::Timestamp;
 use crate::store::{Claimed, Finish, Store};
 
+/// How often the worker checks that every conversation with pending messages has a
+/// queue (see `Store::repair_outbox_queues`).
+const REPAIR_EVERY: Duration = Duration::from_secs(60);
+
 /// Metadata type of Waiver's posts; its payload carries the outbox id.
 pub const METADATA_TYPE: &str = "waiver_outbox";
 
@@ -155,9 +159,22 @@ impl Deliverer {
 
     /// Delivers until `shutdown` turns true, then finishes the batch in flight.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut repaired: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if repaired.is_none_or(|t| t.elapsed() >= REPAIR_EVERY) {
+                repaired = Some(Instant::now());
+                match self.store.repair_outbox_queues(crate::app::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(queues = n, "delivery: recreated lost conversation queues")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "delivery: cannot check the conversation queues")
+                    }
+                }
             }
             let delivered = match self.tick().await {
                 Ok(n) => n,
@@ -176,23 +193,26 @@ impl Deliverer {
         }
     }
 
-    /// Claims one batch and delivers it; returns how many rows were handled.
+    /// Claims one batch, delivers it, and records the outcomes in one transaction;
+    /// returns how many rows were handled.
     pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
         let now = crate::app::now();
         let rows = self
             .store
             .claim_outbox(now, self.config.batch, self.config.lease.as_millis() as i64)
             .await?;
-        let n = rows.len();
         let work = rows.into_iter().map(|row| async move {
             let finish = self.deliver(&row).await;
             let counter = match &finish {
-                Finish::Sent { .. } => &self.metrics.sent,
-                Finish::Superseded => &self.metrics.superseded,
-                Finish::Retry { .. } => &self.metrics.retried,
-                Finish::Parked { .. } => &self.metrics.parked,
+                Finish::Sent { .. } => Some(&self.metrics.sent),
+                Finish::Superseded => Some(&self.metrics.superseded),
+                Finish::Retry { .. } => Some(&self.metrics.retried),
+                Finish::Parked { .. } => Some(&self.metrics.parked),
+                Finish::Defer { .. } => None,
             };
-            counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = counter {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
             if let Finish::Parked { error } = &finish {
                 tracing::error!(
                     outbox_id = row.id,
@@ -201,13 +221,23 @@ impl Deliverer {
                     "delivery: parked a message that cannot be delivered"
                 );
             }
-            if let Err(e) = self.store.finish_delivery(&row, finish, crate::app::now()).await {
-                // The lease expires and the row is retried (in doubt, so no duplicate).
-                tracing::error!(outbox_id = row.id, error = %e, "delivery: cannot record the outcome");
-            }
+            (row, finish)
         });
-        futures_util::future::join_all(work).await;
-        Ok(n)
+        let results = futures_util::future::join_all(work).await;
+        if let Err(e) = self
+            .store
+            .finish_deliveries(&results, crate::app::now())
+            .await
+        {
+            // The leases expire and the rows are retried (in doubt, so no duplicate).
+            tracing::error!(error = %e, "delivery: cannot record outcomes");
+        }
+        // Only deferrals: nothing was due yet, so wait rather than spin.
+        let progressed = results
+            .iter()
+            .filter(|(_, f)| !matches!(f, Finish::Defer { .. }))
+            .count();
+        Ok(progressed)
     }
 
     async fn deliver(&self, row: &Claimed) -> Finish {
@@ -366,7 +396,9 @@ impl Deliverer {
             }
         }
         let target = channel_of(&m.to);
-        self.pace(&target).await;
+        if let Some(at) = self.paced(&target).await {
+            return Ok(Finish::Defer { at });
+        }
         let req = SlackApiChatPostMessageRequest::new(
             SlackChannelId::new(target),
             self.content(m, Some(row.id)),
@@ -378,28 +410,29 @@ impl Deliverer {
         })
     }
 
-    /// Waits until the conversation may take another post.
-    async fn pace(&self, target: &str) {
+    /// When the conversation may take another post, if not now. Otherwise records
+    /// this post as the conversation's latest.
+    async fn paced(&self, target: &str) -> Option<Timestamp> {
         if self.config.per_conversation.is_zero() {
-            return;
+            return None;
         }
-        let wait = {
-            let mut last = self.last_post.lock().await;
-            let now = Instant::now();
-            let next = last
-                .get(target)
-                .map(|t| *t + self.config.per_conversation)
-                .filter(|t| *t > now)
-                .unwrap_or(now);
-            last.insert(target.to_string(), next);
-            if last.len() > 10_000 {
-                last.retain(|_, t| *t + self.config.per_conversation > now);
-            }
-            next - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        let mut last = self.last_post.lock().await;
+        let now = Instant::now();
+        if let Some(next) = last
+            .get(target)
+            .map(|t| *t + self.config.per_conversation)
+            .filter(|t| *t > now)
+        {
+            let wait = next - now;
+            return Some(Timestamp::from_millis(
+                crate::app::now().millis() + wait.as_millis() as i64 + 1,
+            ));
         }
+        last.insert(target.to_string(), now);
+        if last.len() > 10_000 {
+            last.retain(|_, t| *t + self.config.per_conversation > now);
+        }
+        None
     }
 
     /// Looks for the message an interrupted attempt may have posted.

@@ -156,6 +156,9 @@ struct Inner {
     faults: HashMap<String, VecDeque<Fault>>,
     failing_channels: HashMap<String, String>,
     latency: Duration,
+    /// Lean mode (benchmarks): answer like Slack but record and keep nothing.
+    lean: bool,
+    lean_calls: u64,
 }
 
 /// An HTTP answer, built outside the lock and turned into a response by the handler.
@@ -368,6 +371,17 @@ impl FakeSlack {
             .map(|&index| inner.views[index].view.clone())
     }
 
+    /// Lean mode, for benchmarks: every call succeeds and nothing is recorded or kept
+    /// (so memory stays flat under load); only [`FakeSlack::lean_calls`] counts.
+    pub fn set_lean(&self, lean: bool) {
+        self.shared.lock().lean = lean;
+    }
+
+    /// Calls answered in lean mode.
+    pub fn lean_calls(&self) -> u64 {
+        self.shared.lock().lean_calls
+    }
+
     /// A fresh trigger id, good for one `views.open` (or `views.push`) within 3 s.
     pub fn issue_trigger(&self) -> String {
         let mut inner = self.lock();
@@ -577,6 +591,10 @@ impl Shared {
         params: &Result<Value, &'static str>,
     ) -> (usize, Option<Fault>, Duration) {
         let mut inner = self.lock();
+        if inner.lean {
+            inner.lean_calls += 1;
+            return (usize::MAX, None, inner.latency);
+        }
         inner.calls.push(Call {
             method: method.to_string(),
             body: params.clone().unwrap_or(Value::Null),
@@ -614,6 +632,9 @@ impl Shared {
             Err(code) => return Reply::error(code),
         };
         let mut inner = self.lock();
+        if inner.lean {
+            return inner.lean_reply(method, params);
+        }
         let result = match method {
             "auth.test" => Ok(inner.auth_test()),
             "chat.postMessage" => inner.post_message(params),
@@ -913,6 +934,42 @@ impl Inner {
             return Err("expired_trigger_id");
         }
         Ok(())
+    }
+
+    /// Lean mode: a well-formed success for the methods Waiver calls, nothing kept.
+    fn lean_reply(&mut self, method: &str, p: &Value) -> Reply {
+        let channel = param(p, "channel").unwrap_or_default();
+        match method {
+            "chat.postMessage" => {
+                let ts = self.next_ts();
+                let channel = if channel.starts_with('U') || channel.starts_with('W') {
+                    format!("D{}", &channel[1..])
+                } else {
+                    channel
+                };
+                Reply::ok(
+                    json!({ "channel": channel, "ts": ts, "message": { "type": "message", "ts": ts, "text": "" } }),
+                )
+            }
+            "chat.update" => {
+                let ts = param(p, "ts").unwrap_or_default();
+                Reply::ok(
+                    json!({ "channel": channel, "ts": ts, "text": "", "message": { "type": "message", "ts": ts, "text": "" } }),
+                )
+            }
+            "chat.postEphemeral" => Reply::ok(json!({ "message_ts": self.next_ts() })),
+            "views.open" | "views.publish" => {
+                let mut view = p.get("view").cloned().unwrap_or(Value::Null);
+                if let Value::Object(v) = &mut view {
+                    v.insert("id".into(), json!("V0LEAN"));
+                    v.insert("team_id".into(), json!(self.team_id));
+                    v.insert("hash".into(), json!("lean"));
+                    v.insert("state".into(), json!({ "values": {} }));
+                }
+                Reply::ok(json!({ "view": view }))
+            }
+            _ => Reply::ok(json!({})),
+        }
     }
 
     fn views_open(&mut self, p: &Value) -> ApiResult {

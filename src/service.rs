@@ -100,6 +100,32 @@ pub struct Service {
     platforms: Arc<[Platform]>,
     /// Woken after every commit that queued messages, so delivery starts at once.
     outbox_ready: Arc<tokio::sync::Notify>,
+    /// Actions on one request in this process take turns, so they never conflict
+    /// with each other; conflicts remain possible only across replicas.
+    turns: Arc<Turns>,
+}
+
+/// One async lock per request in use.
+#[derive(Default)]
+struct Turns {
+    locks: std::sync::Mutex<
+        std::collections::HashMap<RequestId, std::sync::Weak<tokio::sync::Mutex<()>>>,
+    >,
+}
+
+impl Turns {
+    fn of(&self, id: RequestId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = locks.get(&id).and_then(std::sync::Weak::upgrade) {
+            return lock;
+        }
+        if locks.len() > 4096 {
+            locks.retain(|_, w| w.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(id, Arc::downgrade(&lock));
+        lock
+    }
 }
 
 impl Service {
@@ -114,6 +140,7 @@ impl Service {
             gov,
             platforms: platforms.into(),
             outbox_ready: Arc::new(tokio::sync::Notify::new()),
+            turns: Arc::new(Turns::default()),
         }
     }
 
@@ -194,29 +221,38 @@ impl Service {
         let platforms = self.platforms.clone();
         let new = self
             .store
-            .create(move |id| {
-                let t = ExceptionRequest::submit(id, requester.clone(), content, renews, now);
-                let ctx = Context {
-                    gov: &gov,
-                    platforms: &platforms,
-                    similar: &[],
-                };
-                let outbox = plan::plan(&ctx, None, &t.request, &t.event);
-                let audit = applied(
-                    &Actor::Person(requester),
-                    "submit",
-                    None,
-                    &t.request,
-                    &t.event,
-                    now,
-                );
-                NewRequest {
-                    request: t.request,
-                    event: t.event,
-                    audit,
-                    outbox,
-                }
-            })
+            .create(
+                move |id| {
+                    let t = ExceptionRequest::submit(
+                        id,
+                        requester.clone(),
+                        content.clone(),
+                        renews,
+                        now,
+                    );
+                    let ctx = Context {
+                        gov: &gov,
+                        platforms: &platforms,
+                        similar: &[],
+                    };
+                    let outbox = plan::plan(&ctx, None, &t.request, &t.event);
+                    let audit = applied(
+                        &Actor::Person(requester.clone()),
+                        "submit",
+                        None,
+                        &t.request,
+                        &t.event,
+                        now,
+                    );
+                    NewRequest {
+                        request: t.request,
+                        event: t.event,
+                        audit,
+                        outbox,
+                    }
+                },
+                now,
+            )
             .await?;
         self.outbox_ready.notify_one();
         let request = new.request;
@@ -227,7 +263,13 @@ impl Service {
     /// someone else changed the request first).
     pub async fn act(&self, attempt: Attempt, now: Timestamp) -> Result<Acted, ServiceError> {
         let id = attempt.request;
-        for _ in 0..MAX_ATTEMPTS {
+        let turn = self.turns.of(id);
+        let _turn = turn.lock().await;
+        for round in 0..MAX_ATTEMPTS {
+            if round > 0 {
+                // Another replica changed the request: back off a little, with jitter.
+                tokio::time::sleep(jitter(round)).await;
+            }
             let before = self
                 .store
                 .load(id)
@@ -389,6 +431,13 @@ fn applied(
             "event": event,
         }),
     }
+}
+
+/// A few milliseconds, growing with `round`, randomised so that contenders spread out.
+fn jitter(round: usize) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(round) % 1000;
+    std::time::Duration::from_micros((round as u64) * 2000 + random * round as u64)
 }
 
 /// An ephemeral explanation of a refusal.

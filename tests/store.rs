@@ -404,15 +404,48 @@ both!(
         };
         let message = waiver::chat::plan::plan(&ctx, Some(&before), &t.request, &t.event);
         assert!(!message.is_empty());
-        let stale = ExceptionRequest {
-            revision: before.revision + 7,
-            ..before.clone()
+        // Someone else moves the request on first: our transition is now stale.
+        let other = before
+            .apply(
+                &Actor::Person(p("lucia.romero")),
+                1,
+                Action::SendBack {
+                    questions: "Scope?".into(),
+                },
+                &gov,
+                now(),
+            )
+            .unwrap();
+        let audit = |who: &str, action: &str| waiver::store::AuditRecord {
+            at: now(),
+            actor: who.into(),
+            request: Some(flow.id),
+            action: action.into(),
+            outcome: Outcome::Applied,
+            details: serde_json::json!({}),
         };
+        flow.svc
+            .store
+            .commit(
+                &before,
+                &other.request,
+                Change {
+                    event: &other.event,
+                    audit: audit("lucia.romero", "send_back"),
+                    outbox: vec![],
+                    idempotency_key: None,
+                },
+            )
+            .await
+            .unwrap();
+        let outbox_before = flow.svc.store.outbox().await.unwrap().len();
+        let audit_before = flow.svc.store.audit_of(flow.id).await.unwrap().len();
+        let stored = flow.request().await;
         let result = flow
             .svc
             .store
             .commit(
-                &stale,
+                &before,
                 &t.request,
                 Change {
                     event: &t.event,
@@ -440,7 +473,7 @@ both!(
             audit_before,
             "no audit entry"
         );
-        assert_eq!(flow.request().await, before);
+        assert_eq!(flow.request().await, stored);
         assert!(
             flow.svc
                 .store
@@ -569,5 +602,74 @@ both!(
         );
         let changed = svc.store.changed_since(Some(now())).await.unwrap();
         assert_eq!(changed, vec![flow.id, second.id]);
+    }
+);
+
+both!(
+    concurrent_changes_keep_one_transaction_semantics,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = Flow::file(svc.clone()).await;
+        // Forty people comment on one request at once: every comment lands (conflicts are
+        // retried from a fresh read), each exactly once.
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let (svc, id) = (svc.clone(), flow.id);
+            tasks.push(tokio::spawn(async move {
+                let action = Action::Comment {
+                    text: format!("comment {i}"),
+                };
+                let attempt = Attempt::new(Actor::Person(p("olivia.brown")), id, 1, action)
+                    .idempotent(format!("ev-{i}"));
+                svc.act(attempt, now()).await.unwrap()
+            }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Acted::Applied { .. }));
+        }
+        let r = flow.request().await;
+        assert_eq!(r.comments.len(), 40);
+        assert_eq!(r.revision, 40, "one revision per comment");
+        // The same delivery twenty times at once: processed once.
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (svc, id) = (svc.clone(), flow.id);
+            tasks.push(tokio::spawn(async move {
+                let action = Action::Comment {
+                    text: "retry".into(),
+                };
+                let attempt = Attempt::new(Actor::Person(p("olivia.brown")), id, 1, action)
+                    .idempotent("ev-same");
+                svc.act(attempt, now()).await.unwrap()
+            }));
+        }
+        let mut applied = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Acted::Applied { .. } => applied += 1,
+                Acted::Duplicate => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(applied, 1);
+        // Thirty filings at once get thirty consecutive references.
+        let mut tasks = Vec::new();
+        for _ in 0..30 {
+            let svc = svc.clone();
+            tasks.push(tokio::spawn(async move { Flow::file(svc).await.id.get() }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.sort();
+        assert_eq!(ids, (2..=31).collect::<Vec<_>>());
+        let report = svc
+            .store
+            .verify_audit()
+            .await
+            .unwrap()
+            .expect("chain intact");
+        assert_eq!(report.entries, 1 + 40 + 1 + 30);
     }
 );

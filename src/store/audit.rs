@@ -11,8 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool, Row};
 
+use super::writer::Bind;
 use super::{Backend, Result, corrupt};
 use crate::domain::{RequestId, Timestamp};
 
@@ -67,58 +68,66 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
-fn chain(prev: &str, entry: &str) -> String {
+fn chain_hash(prev: &str, entry: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(entry.as_bytes());
     hex::encode(h.finalize())
 }
 
-pub(super) async fn append(
-    tx: &mut Transaction<'static, Any>,
+/// Chains `records` after the current head: returns the audit rows to insert (in the
+/// column order of `writer::AUDIT`) and the sequence numbers assigned, and moves the
+/// head. Runs inside the caller's transaction, which serialises appends (PostgreSQL
+/// locks the head row; SQLite has one writer).
+pub(super) async fn chain<'a>(
+    conn: &mut AnyConnection,
     backend: Backend,
-    record: &AuditRecord,
-) -> Result<u64> {
+    records: impl Iterator<Item = &'a AuditRecord>,
+) -> Result<(Vec<Vec<Bind>>, Vec<u64>)> {
     let head = match backend {
         Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
         Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
     };
-    let row = sqlx::query(head).fetch_one(&mut **tx).await?;
-    let prev_seq: i64 = row.try_get("seq")?;
-    let prev_hash: String = row.try_get("hash")?;
-    let seq = prev_seq as u64 + 1;
-    let entry = AuditEntry {
-        seq,
-        at: record.at,
-        actor: record.actor.clone(),
-        request: record.request,
-        action: record.action.clone(),
-        outcome: record.outcome,
-        details: record.details.clone(),
-    };
-    let text = serde_json::to_string(&entry).expect("audit entries serialise");
-    let hash = chain(&prev_hash, &text);
-    sqlx::query(
-        "INSERT INTO audit (seq, at, actor, request_id, action, outcome, entry, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(seq as i64)
-    .bind(record.at.millis())
-    .bind(record.actor.as_str())
-    .bind(record.request.map(RequestId::get))
-    .bind(record.action.as_str())
-    .bind(record.outcome.as_str())
-    .bind(text)
-    .bind(prev_hash)
-    .bind(hash.as_str())
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq as i64)
-        .bind(hash)
-        .execute(&mut **tx)
-        .await?;
-    Ok(seq)
+    let row = sqlx::query(head).fetch_one(&mut *conn).await?;
+    let mut seq = row.try_get::<i64, _>("seq")? as u64;
+    let mut prev: String = row.try_get("hash")?;
+    let mut rows = Vec::new();
+    let mut seqs = Vec::new();
+    for record in records {
+        seq += 1;
+        let entry = AuditEntry {
+            seq,
+            at: record.at,
+            actor: record.actor.clone(),
+            request: record.request,
+            action: record.action.clone(),
+            outcome: record.outcome,
+            details: record.details.clone(),
+        };
+        let text = serde_json::to_string(&entry).expect("audit entries serialise");
+        let hash = chain_hash(&prev, &text);
+        rows.push(vec![
+            Bind::Int(seq as i64),
+            Bind::Int(record.at.millis()),
+            Bind::Text(record.actor.clone()),
+            Bind::OptInt(record.request.map(RequestId::get)),
+            Bind::Text(record.action.clone()),
+            Bind::Text(record.outcome.as_str().into()),
+            Bind::Text(text),
+            Bind::Text(prev),
+            Bind::Text(hash.clone()),
+        ]);
+        seqs.push(seq);
+        prev = hash;
+    }
+    if !seqs.is_empty() {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq as i64)
+            .bind(prev)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((rows, seqs))
 }
 
 pub(super) async fn of_request(db: &AnyPool, id: RequestId) -> Result<Vec<AuditEntry>> {
@@ -181,7 +190,7 @@ pub(super) async fn verify(db: &AnyPool) -> Result<Result<VerifyReport, VerifyEr
         }
         let text: String = row.try_get("entry")?;
         let hash: String = row.try_get("hash")?;
-        if chain(&prev, &text) != hash {
+        if chain_hash(&prev, &text) != hash {
             return fail("its content does not match its hash (the entry was altered)".into());
         }
         let entry: AuditEntry = match serde_json::from_str(&text) {

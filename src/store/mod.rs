@@ -12,6 +12,7 @@
 
 mod audit;
 mod outbox;
+mod writer;
 
 use std::borrow::Cow;
 use std::sync::Once;
@@ -25,7 +26,7 @@ use sqlx::{Any, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 use crate::chat::Outgoing;
 use crate::domain::{
     Assessment, Attestation, Closure, Comment, Condition, Event, ExceptionRequest, Grant,
-    RequestId, Review, Risk, State, Timestamp, Version, Vote, VoteVerdict,
+    RequestId, Review, Risk, State, Timestamp, Version, Vote,
 };
 use crate::governance::{PersonId, RoleId};
 
@@ -75,6 +76,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// Group-commits state changes (see `writer`).
+    writer: writer::Writer,
 }
 
 /// The rest of the aggregate that no query filters on.
@@ -104,7 +107,7 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 2] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 4] = [
         (
             1,
             "init",
@@ -116,6 +119,18 @@ fn migrator(backend: Backend) -> Migrator {
             "delivery",
             include_str!("../../migrations/sqlite/0002_delivery.sql"),
             include_str!("../../migrations/postgres/0002_delivery.sql"),
+        ),
+        (
+            3,
+            "lookups",
+            include_str!("../../migrations/sqlite/0003_lookups.sql"),
+            include_str!("../../migrations/postgres/0003_lookups.sql"),
+        ),
+        (
+            4,
+            "outbox queues",
+            include_str!("../../migrations/sqlite/0004_outbox_queues.sql"),
+            include_str!("../../migrations/postgres/0004_outbox_queues.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -180,18 +195,23 @@ impl Store {
                         })
                     })
                 };
+                // A local file needs no liveness ping on every acquire (it cost a
+                // round trip per query).
                 let write = options()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&url)
                     .await?;
                 let read = options()
                     .max_connections(4)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&url)
                     .await?;
                 Ok(Self {
                     read,
+                    writer: writer::Writer::spawn(write.clone(), backend),
                     write,
                     backend,
                 })
@@ -207,6 +227,7 @@ impl Store {
                     .await?;
                 Ok(Self {
                     read: pool.clone(),
+                    writer: writer::Writer::spawn(pool.clone(), backend),
                     write: pool,
                     backend,
                 })
@@ -253,29 +274,17 @@ impl Store {
     }
 
     /// Files a new request: allocates its number, then commits what `make` builds
-    /// for that number, all in one transaction.
-    pub async fn create<F>(&self, make: F) -> Result<NewRequest>
+    /// for that number, all in one transaction. `make` is pure and may run again
+    /// (with another number) if its batch is retried.
+    pub async fn create<F>(&self, make: F, now: Timestamp) -> Result<NewRequest>
     where
-        F: FnOnce(RequestId) -> NewRequest + Send,
+        F: Fn(RequestId) -> NewRequest + Send + Sync + 'static,
     {
-        let mut tx = self.begin().await?;
-        let n: i64 = sqlx::query(
-            "UPDATE counters SET value = value + 1 WHERE name = 'request' RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("value")?;
-        let new = make(RequestId::new(n));
-        let change = Change {
-            event: &new.event,
-            audit: new.audit.clone(),
-            outbox: new.outbox.clone(),
-            idempotency_key: None,
-        };
-        self.write_change(&mut tx, None, &new.request, change)
-            .await?;
-        tx.commit().await?;
-        Ok(new)
+        let (job, rx) = writer::Job::create(Box::new(make), now);
+        match self.writer.submit(job, rx).await? {
+            writer::Done::Created(new) => Ok(*new),
+            writer::Done::Seq(_) => Err(corrupt("create", "the writer answered without a request")),
+        }
     }
 
     /// Commits `after` (derived from `before`) if nobody changed the request since
@@ -287,12 +296,18 @@ impl Store {
         after: &ExceptionRequest,
         change: Change<'_>,
     ) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let seq = self
-            .write_change(&mut tx, Some(before), after, change)
-            .await?;
-        tx.commit().await?;
-        Ok(seq)
+        if after.revision != before.revision + 1 {
+            return Err(corrupt("commit", "a change must move the revision by one"));
+        }
+        let delta = writer::Delta::new(Some(before), after, change.event, change.audit.at)?;
+        let (job, rx) =
+            writer::Job::change(delta, change.audit, change.outbox, change.idempotency_key);
+        match self.writer.submit(job, rx).await? {
+            writer::Done::Seq(seq) => Ok(seq),
+            writer::Done::Created(_) => {
+                Err(corrupt("commit", "the writer answered with a new request"))
+            }
+        }
     }
 
     /// Records something that changed no request (a refused attempt, a delivery):
@@ -303,46 +318,25 @@ impl Store {
         outbox: Vec<Outgoing>,
         idempotency_key: Option<String>,
     ) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        if let Some(key) = &idempotency_key {
-            claim_key(&mut tx, key, audit.at).await?;
+        let now = audit.at;
+        let (job, rx) = writer::Job::record(Some(audit), outbox, idempotency_key, now);
+        match self.writer.submit(job, rx).await? {
+            writer::Done::Seq(seq) => Ok(seq),
+            writer::Done::Created(_) => {
+                Err(corrupt("record", "the writer answered with a new request"))
+            }
         }
-        let seq = audit::append(&mut tx, self.backend, &audit).await?;
-        outbox::insert(&mut tx, &outbox, audit.at).await?;
-        tx.commit().await?;
-        Ok(seq)
     }
 
     /// Claims an idempotency key on its own (for deliveries that change nothing).
     /// `false` when it was already claimed.
     pub async fn claim_idempotency_key(&self, key: &str, now: Timestamp) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        match claim_key(&mut tx, key, now).await {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(true)
-            }
+        let (job, rx) = writer::Job::record(None, Vec::new(), Some(key.to_string()), now);
+        match self.writer.submit(job, rx).await {
+            Ok(_) => Ok(true),
             Err(StoreError::Duplicate) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    async fn write_change(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        before: Option<&ExceptionRequest>,
-        after: &ExceptionRequest,
-        change: Change<'_>,
-    ) -> Result<u64> {
-        if let Some(key) = &change.idempotency_key {
-            claim_key(tx, key, change.audit.at).await?;
-        }
-        let now = change.audit.at;
-        upsert_request(tx, before, after, now).await?;
-        insert_records(tx, before, after, change.event).await?;
-        let seq = audit::append(tx, self.backend, &change.audit).await?;
-        outbox::insert(tx, &change.outbox, now).await?;
-        Ok(seq)
     }
 
     // -----------------------------------------------------------------------------
@@ -400,21 +394,41 @@ impl Store {
         Ok(out)
     }
 
-    /// Earlier requests about the same AI system or under the same policy, newest first.
+    /// Earlier requests about the same AI system (first) or under the same policy,
+    /// newest first. Both lookups are index range scans.
     pub async fn similar(&self, request: &ExceptionRequest, limit: i64) -> Result<Vec<Summary>> {
         let content = request.content();
-        let rows = sqlx::query(
+        let same_system = sqlx::query(
             "SELECT id, state, version, title, tier, expires_at, next_review_at, updated_at \
-             FROM requests WHERE id <> $1 AND (lower(ai_system) = lower($2) OR policy_id = $3) \
-             ORDER BY (lower(ai_system) = lower($2)) DESC, id DESC LIMIT $4",
+             FROM requests WHERE ai_system_key = $1 AND id <> $2 ORDER BY id DESC LIMIT $3",
         )
+        .bind(system_key(&content.ai_system))
         .bind(request.id.get())
-        .bind(content.ai_system.as_str())
-        .bind(content.policy.as_str())
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(Summary::from_row).collect()
+        let mut out: Vec<Summary> = same_system
+            .iter()
+            .map(Summary::from_row)
+            .collect::<Result<_>>()?;
+        if (out.len() as i64) < limit {
+            let same_policy = sqlx::query(
+                "SELECT id, state, version, title, tier, expires_at, next_review_at, updated_at \
+                 FROM requests WHERE policy_id = $1 AND id <> $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(content.policy.as_str())
+            .bind(request.id.get())
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+            for row in &same_policy {
+                let s = Summary::from_row(row)?;
+                if (out.len() as i64) < limit && !out.iter().any(|o| o.id == s.id) {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The ids of requests changed at or after `since`, in id order.
@@ -512,240 +526,9 @@ pub struct DecisionRecord {
     pub policy_version: String,
 }
 
-async fn claim_key(tx: &mut Transaction<'static, Any>, key: &str, now: Timestamp) -> Result<()> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::Duplicate);
-    }
-    Ok(())
-}
-
-/// Scheduling columns are set only while they matter, so the partial indexes hold
-/// only live rows.
-fn live_grant(r: &ExceptionRequest) -> Option<&Grant> {
-    r.grant.as_ref().filter(|_| !r.state.is_terminal())
-}
-
-async fn upsert_request(
-    tx: &mut Transaction<'static, Any>,
-    before: Option<&ExceptionRequest>,
-    r: &ExceptionRequest,
-    now: Timestamp,
-) -> Result<()> {
-    let c = r.content();
-    let body = json(&RequestBody {
-        required_roles: r.required_roles.clone(),
-        risk: r.risk.clone(),
-        grant: r.grant.clone(),
-        closure: r.closure.clone(),
-    });
-    let grant = live_grant(r);
-    let review = grant
-        .and_then(|g| g.next_review_at)
-        .filter(|_| r.state == State::Active);
-    let risk = r.risk.as_ref().filter(|k| k.version == r.version());
-    let query = match before {
-        None => sqlx::query(
-            "INSERT INTO requests (revision, state, version, requester, business_owner, title, \
-             ai_system, policy_id, policy_version, tier, risk_score, renews, created_at, \
-             updated_at, stage_since, starts_at, expires_at, next_review_at, monitoring_owner, \
-             body, id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21)",
-        ),
-        Some(_) => sqlx::query(
-            "UPDATE requests SET revision = $1, state = $2, version = $3, requester = $4, \
-             business_owner = $5, title = $6, ai_system = $7, policy_id = $8, \
-             policy_version = $9, tier = $10, risk_score = $11, renews = $12, created_at = $13, \
-             updated_at = $14, stage_since = $15, starts_at = $16, expires_at = $17, \
-             next_review_at = $18, monitoring_owner = $19, body = $20 \
-             WHERE id = $21 AND revision = $22",
-        ),
-    };
-    let done = query
-        .bind(r.revision as i64)
-        .bind(r.state.as_str())
-        .bind(i64::from(r.version()))
-        .bind(r.requester.as_str())
-        .bind(c.business_owner.as_str())
-        .bind(c.title.as_str())
-        .bind(c.ai_system.as_str())
-        .bind(c.policy.as_str())
-        .bind(c.policy_version.as_str())
-        .bind(risk.map(|k| k.tier.as_str()))
-        .bind(risk.map(|k| i64::from(k.score)))
-        .bind(r.renews.map(RequestId::get))
-        .bind(r.created_at.millis())
-        .bind(now.millis())
-        .bind(r.stage_since.millis())
-        .bind(grant.map(|g| g.starts_at.millis()))
-        .bind(grant.map(|g| g.expires_at.millis()))
-        .bind(review.map(Timestamp::millis))
-        .bind(grant.map(|g| g.monitoring_owner.as_str()))
-        .bind(body)
-        .bind(r.id.get())
-        .bind(before.map(|b| b.revision as i64).unwrap_or_default())
-        .execute(&mut **tx)
-        .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict);
-    }
-    Ok(())
-}
-
-/// Records are append-only: whatever `after` holds beyond `before` is new. Conditions
-/// are the one record that changes (done), so they are upserted when they differ.
-async fn insert_records(
-    tx: &mut Transaction<'static, Any>,
-    before: Option<&ExceptionRequest>,
-    after: &ExceptionRequest,
-    event: &Event,
-) -> Result<()> {
-    let id = after.id.get();
-    let skip = |len: fn(&ExceptionRequest) -> usize| before.map(len).unwrap_or(0);
-
-    for v in &after.versions[skip(|b| b.versions.len())..] {
-        sqlx::query(
-            "INSERT INTO request_versions (request_id, version, author, created_at, body) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(i64::from(v.number))
-        .bind(v.author.audit_name())
-        .bind(v.at.millis())
-        .bind(json(v))
-        .execute(&mut **tx)
-        .await?;
-    }
-    let from = skip(|b| b.reviews.len());
-    for (i, rv) in after.reviews.iter().enumerate().skip(from) {
-        let verdict = match rv.verdict {
-            crate::domain::Verdict::Complete => "complete",
-            crate::domain::Verdict::SentBack { .. } => "sent_back",
-        };
-        sqlx::query(
-            "INSERT INTO reviews (request_id, seq, version, reviewer, verdict, created_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(i64::from(rv.version))
-        .bind(rv.reviewer.as_str())
-        .bind(verdict)
-        .bind(rv.at.millis())
-        .bind(json(rv))
-        .execute(&mut **tx)
-        .await?;
-    }
-    let from = skip(|b| b.assessments.len());
-    for (i, a) in after.assessments.iter().enumerate().skip(from) {
-        sqlx::query(
-            "INSERT INTO assessments (request_id, seq, version, role, assessor, likelihood, \
-             impact, created_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(i64::from(a.version))
-        .bind(a.role.as_str())
-        .bind(a.assessor.as_str())
-        .bind(i64::from(a.likelihood))
-        .bind(i64::from(a.impact))
-        .bind(a.at.millis())
-        .bind(json(a))
-        .execute(&mut **tx)
-        .await?;
-    }
-    let from = skip(|b| b.comments.len());
-    for (i, c) in after.comments.iter().enumerate().skip(from) {
-        sqlx::query(
-            "INSERT INTO comments (request_id, seq, version, author, created_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(i64::from(c.version))
-        .bind(c.author.as_str())
-        .bind(c.at.millis())
-        .bind(json(c))
-        .execute(&mut **tx)
-        .await?;
-    }
-    let from = skip(|b| b.votes.len());
-    for (i, v) in after.votes.iter().enumerate().skip(from) {
-        let Event::Voted { snapshot, .. } = event else {
-            return Err(corrupt(
-                "decision",
-                "a vote was added without a Voted event",
-            ));
-        };
-        let verdict = match v.verdict {
-            VoteVerdict::Approve { .. } => "approve",
-            VoteVerdict::Reject { .. } => "reject",
-        };
-        sqlx::query(
-            "INSERT INTO decisions (request_id, seq, version, approver, role, verdict, \
-             created_at, governance_hash, policy_version, body, snapshot) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(i64::from(v.version))
-        .bind(v.approver.as_str())
-        .bind(v.role.as_str())
-        .bind(verdict)
-        .bind(v.at.millis())
-        .bind(snapshot.governance_hash.as_str())
-        .bind(snapshot.content.policy_version.as_str())
-        .bind(json(v))
-        .bind(json(snapshot))
-        .execute(&mut **tx)
-        .await?;
-    }
-    for c in &after.conditions {
-        let old = before.and_then(|b| b.conditions.iter().find(|o| o.id == c.id));
-        if old == Some(c) {
-            continue;
-        }
-        let query = if old.is_none() {
-            "INSERT INTO conditions (owner, due, done_by, done_at, body, request_id, condition_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        } else {
-            "UPDATE conditions SET owner = $1, due = $2, done_by = $3, done_at = $4, body = $5 \
-             WHERE request_id = $6 AND condition_id = $7"
-        };
-        sqlx::query(query)
-            .bind(c.owner.as_str())
-            .bind(c.due.to_string())
-            .bind(c.done.as_ref().map(|d| d.by.as_str()))
-            .bind(c.done.as_ref().map(|d| d.at.millis()))
-            .bind(json(c))
-            .bind(id)
-            .bind(i64::from(c.id))
-            .execute(&mut **tx)
-            .await?;
-    }
-    let from = skip(|b| b.attestations.len());
-    for (i, a) in after.attestations.iter().enumerate().skip(from) {
-        sqlx::query(
-            "INSERT INTO attestations (request_id, seq, attested_by, answer, created_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(a.by.as_str())
-        .bind(a.answer.as_str())
-        .bind(a.at.millis())
-        .bind(json(a))
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+/// The normalised form of an AI system's name, for "same system" lookups.
+fn system_key(name: &str) -> String {
+    name.trim().to_lowercase()
 }
 
 async fn load_request<'e, E>(db: E, id: RequestId) -> Result<Option<ExceptionRequest>>

@@ -4,7 +4,7 @@
 use serde_json::json;
 use sqlx::{Any, Row, Transaction};
 
-use super::{AuditRecord, Outcome, Result, Store, corrupt, json, parse};
+use super::{AuditRecord, Outcome, Result, Store, corrupt, parse};
 use crate::chat::{Outgoing, Platform};
 use crate::domain::{RequestId, Timestamp};
 
@@ -45,28 +45,6 @@ pub struct OutboxRow {
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
-}
-
-pub(super) async fn insert(
-    tx: &mut Transaction<'static, Any>,
-    messages: &[Outgoing],
-    now: Timestamp,
-) -> Result<()> {
-    for m in messages {
-        sqlx::query(
-            "INSERT INTO outbox (created_at, request_id, platform, target, card_key, payload, \
-             status, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $1)",
-        )
-        .bind(now.millis())
-        .bind(m.request.map(|r| r.get()))
-        .bind(m.platform.as_str())
-        .bind(m.to.target())
-        .bind(m.card.as_deref())
-        .bind(json(m))
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<OutboxRow> {
@@ -126,6 +104,8 @@ pub enum Finish {
     },
     /// Permanent failure: kept for operators, never retried by itself.
     Parked { error: String },
+    /// Not attempted (the conversation is paced): try at `at`, attempt not counted.
+    Defer { at: Timestamp },
 }
 
 /// Where a card was posted.
@@ -146,22 +126,22 @@ impl Store {
         limit: i64,
         lease_ms: i64,
     ) -> Result<Vec<Claimed>> {
+        // Due conversations (index on next_attempt_at), each with its head-of-line
+        // message (index seek); a leased head is being delivered by someone else.
         let select = match self.backend {
             super::Backend::Postgres => {
-                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox o \
-                 WHERE o.status = 'pending' AND o.next_attempt_at <= $1 \
-                 AND (o.lease_until IS NULL OR o.lease_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' \
-                   AND e.platform = o.platform AND e.target = o.target AND e.id < o.id) \
-                 ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox_queues q \
+                 JOIN outbox o ON o.id = (SELECT MIN(e.id) FROM outbox e WHERE e.platform = q.platform \
+                   AND e.target = q.target AND e.status = 'pending') \
+                 WHERE q.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1) \
+                 ORDER BY q.next_attempt_at LIMIT $2 FOR UPDATE OF o SKIP LOCKED"
             }
             super::Backend::Sqlite => {
-                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox o \
-                 WHERE o.status = 'pending' AND o.next_attempt_at <= $1 \
-                 AND (o.lease_until IS NULL OR o.lease_until < $1) \
-                 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' \
-                   AND e.platform = o.platform AND e.target = o.target AND e.id < o.id) \
-                 ORDER BY o.id LIMIT $2"
+                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox_queues q \
+                 JOIN outbox o ON o.id = (SELECT MIN(e.id) FROM outbox e WHERE e.platform = q.platform \
+                   AND e.target = q.target AND e.status = 'pending') \
+                 WHERE q.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1) \
+                 ORDER BY q.next_attempt_at LIMIT $2"
             }
         };
         let mut tx = self.begin().await?;
@@ -172,36 +152,64 @@ impl Store {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let id: i64 = r.try_get("id")?;
-            sqlx::query(
-                "UPDATE outbox SET lease_until = $1, attempts = attempts + 1, in_doubt = 1 WHERE id = $2",
-            )
-            .bind(now.millis() + lease_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
             out.push(Claimed {
-                id,
+                id: r.try_get("id")?,
                 created_at: Timestamp::from_millis(r.try_get("created_at")?),
                 outgoing: parse("outbox payload", r.try_get::<&str, _>("payload")?)?,
                 attempts: r.try_get::<i64, _>("attempts")? as u32 + 1,
                 in_doubt: r.try_get::<i64, _>("in_doubt")? != 0,
             });
         }
+        let ids: Vec<i64> = out.iter().map(|c| c.id).collect();
+        for chunk in ids.chunks(32) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            // The SQL text holds only placeholders.
+            let sql = format!(
+                "UPDATE outbox SET lease_until = $1, attempts = attempts + 1, in_doubt = 1 WHERE id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now.millis() + lease_ms);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
 
-    /// Records how an attempt ended; deliveries and parked messages are audited.
-    pub async fn finish_delivery(
+    /// Records how a batch of attempts ended, in one transaction; deliveries and
+    /// parked messages are audited.
+    pub async fn finish_deliveries(
         &self,
-        row: &Claimed,
-        finish: Finish,
+        results: &[(Claimed, Finish)],
         now: Timestamp,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        let mut audits = Vec::new();
+        for (row, finish) in results {
+            if let Some(a) = self.finish_one(&mut tx, row, finish, now).await? {
+                audits.push(a);
+            }
+        }
+        if !audits.is_empty() {
+            let (rows, _) = super::audit::chain(&mut tx, self.backend, audits.iter()).await?;
+            super::writer::insert(&mut tx, &super::writer::AUDIT, rows).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_one(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &Claimed,
+        finish: &Finish,
+        now: Timestamp,
+    ) -> Result<Option<AuditRecord>> {
         let m = &row.outgoing;
-        match &finish {
+        self.advance_queue(tx, row, finish, now).await?;
+        match finish {
             Finish::Sent { channel, ts } => {
                 sqlx::query(
                     "UPDATE outbox SET status = 'sent', sent_at = $1, lease_until = NULL, in_doubt = 0, \
@@ -211,7 +219,7 @@ impl Store {
                 .bind(channel.as_deref())
                 .bind(ts.as_deref())
                 .bind(row.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 if let (Some(key), Some(channel), Some(ts)) = (&m.card, channel, ts) {
                     sqlx::query(
@@ -226,11 +234,10 @@ impl Store {
                     .bind(channel.as_str())
                     .bind(ts.as_str())
                     .bind(now.millis())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 }
-                self.audit_delivery(
-                    &mut tx,
+                return Ok(Some(delivery_audit(
                     row,
                     now,
                     Outcome::Delivered,
@@ -243,15 +250,14 @@ impl Store {
                         "ts": ts,
                         "summary": m.message.summary,
                     }),
-                )
-                .await?;
+                )));
             }
             Finish::Superseded => {
                 sqlx::query(
                     "UPDATE outbox SET status = 'superseded', lease_until = NULL, in_doubt = 0 WHERE id = $1",
                 )
                 .bind(row.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             Finish::Retry {
@@ -267,7 +273,7 @@ impl Store {
                 .bind(error.as_str())
                 .bind(i64::from(*in_doubt))
                 .bind(row.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             Finish::Parked { error } => {
@@ -277,10 +283,9 @@ impl Store {
                 )
                 .bind(error.as_str())
                 .bind(row.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-                self.audit_delivery(
-                    &mut tx,
+                return Ok(Some(delivery_audit(
                     row,
                     now,
                     Outcome::Parked,
@@ -291,32 +296,83 @@ impl Store {
                         "card": m.card,
                         "error": error,
                     }),
+                )));
+            }
+            Finish::Defer { at } => {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, attempts = attempts - 1, in_doubt = $2, \
+                     lease_until = NULL WHERE id = $3",
                 )
+                .bind(at.millis())
+                .bind(i64::from(row.in_doubt))
+                .bind(row.id)
+                .execute(&mut **tx)
                 .await?;
             }
         }
-        tx.commit().await?;
-        Ok(())
+        Ok(None)
     }
 
-    async fn audit_delivery(
+    /// Keeps the conversation's queue in step: a finished head lets the next one go at
+    /// once (or removes an emptied queue); a retried or deferred head delays it.
+    async fn advance_queue(
         &self,
         tx: &mut Transaction<'static, Any>,
         row: &Claimed,
+        finish: &Finish,
         now: Timestamp,
-        outcome: Outcome,
-        details: serde_json::Value,
     ) -> Result<()> {
-        let record = AuditRecord {
-            at: now,
-            actor: "waiver".into(),
-            request: row.outgoing.request,
-            action: "deliver".into(),
-            outcome,
-            details,
+        let m = &row.outgoing;
+        let (platform, target) = (m.platform.as_str(), m.to.target());
+        let next = match finish {
+            Finish::Retry { at, .. } | Finish::Defer { at } => *at,
+            Finish::Sent { .. } | Finish::Superseded | Finish::Parked { .. } => {
+                // Lock the queue first; the emptiness check is a later statement, so
+                // it sees any batch that queued a message meanwhile (see writer.rs).
+                if self.backend == super::Backend::Postgres {
+                    sqlx::query("SELECT 1 AS one FROM outbox_queues WHERE platform = $1 AND target = $2 FOR UPDATE")
+                        .bind(platform)
+                        .bind(target.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "DELETE FROM outbox_queues WHERE platform = $1 AND target = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM outbox WHERE platform = $1 AND target = $2 AND status = 'pending' AND id <> $3)",
+                )
+                .bind(platform)
+                .bind(target.as_str())
+                .bind(row.id)
+                .execute(&mut **tx)
+                .await?;
+                now
+            }
         };
-        super::audit::append(tx, self.backend, &record).await?;
+        sqlx::query(
+            "UPDATE outbox_queues SET next_attempt_at = $1 WHERE platform = $2 AND target = $3",
+        )
+        .bind(next.millis())
+        .bind(platform)
+        .bind(target.as_str())
+        .execute(&mut **tx)
+        .await?;
         Ok(())
+    }
+
+    /// Recreates the queue of any conversation with pending messages but no queue (a
+    /// queue removed by one replica while another queued a message). Cheap when all
+    /// is in order; the delivery worker runs it now and then.
+    pub async fn repair_outbox_queues(&self, now: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "INSERT INTO outbox_queues (platform, target, next_attempt_at) \
+             SELECT platform, target, $1 FROM outbox o WHERE status = 'pending' AND NOT EXISTS \
+             (SELECT 1 FROM outbox_queues q WHERE q.platform = o.platform AND q.target = o.target) \
+             GROUP BY platform, target ON CONFLICT (platform, target) DO NOTHING",
+        )
+        .bind(now.millis())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Whether a newer message for the same card is waiting (this one can be skipped).
@@ -393,5 +449,21 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
             .collect()
+    }
+}
+
+fn delivery_audit(
+    row: &Claimed,
+    now: Timestamp,
+    outcome: Outcome,
+    details: serde_json::Value,
+) -> AuditRecord {
+    AuditRecord {
+        at: now,
+        actor: "waiver".into(),
+        request: row.outgoing.request,
+        action: "deliver".into(),
+        outcome,
+        details,
     }
 }

@@ -281,13 +281,36 @@ impl App {
 
     /// Polls until `pred` holds (5 s at most); panics with `what` otherwise.
     pub async fn until(&self, what: &str, pred: impl Fn(&waiver::fake_slack::FakeSlack) -> bool) {
-        assert!(
-            self.ws
-                .slack
-                .wait_for(std::time::Duration::from_secs(10), pred)
-                .await,
-            "timed out waiting for: {what}"
-        );
+        if !self
+            .ws
+            .slack
+            .wait_for(std::time::Duration::from_secs(10), pred)
+            .await
+        {
+            let store = &self.service().store;
+            let undelivered: Vec<String> = store
+                .outbox()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.status != waiver::store::OutboxStatus::Sent)
+                .map(|r| {
+                    format!(
+                        "#{} {:?} {} attempts={} next={} error={:?}",
+                        r.id,
+                        r.status,
+                        r.outgoing.to.target(),
+                        r.attempts,
+                        r.next_attempt_at,
+                        r.last_error
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out waiting for: {what}\nundelivered: {undelivered:#?}\nqueues: {:?}",
+                store.outbox_queues().await
+            );
+        }
     }
 
     /// Waits until every queued message was handled.

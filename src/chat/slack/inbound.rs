@@ -908,14 +908,34 @@ async fn thread_reply(
     if text.trim().is_empty() {
         return ok();
     }
-    let id = match svc
-        .store
-        .request_of_message(Platform::Slack, channel.as_ref(), thread_ts.as_ref())
-        .await
-    {
-        Ok(Some(id)) => id,
-        Ok(None) => return ok(),
-        Err(e) => return internal(e),
+    // A reply can beat the worker's record of where the card was posted by a few
+    // milliseconds; in channels where cards go, wait briefly (Slack allows 3 s)
+    // before deciding the thread is not a card's.
+    let ours = svc
+        .governance()
+        .roles
+        .values()
+        .any(|r| r.channels.slack.as_deref() == Some(channel.as_ref()));
+    let mut found = None;
+    for attempt in 0..10 {
+        match svc
+            .store
+            .request_of_message(Platform::Slack, channel.as_ref(), thread_ts.as_ref())
+            .await
+        {
+            Ok(Some(id)) => {
+                found = Some(id);
+                break;
+            }
+            Ok(None) if attempt < 9 && ours => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Ok(None) => break,
+            Err(e) => return internal(e),
+        }
+    }
+    let Some(id) = found else {
+        return ok();
     };
     let gov = svc.governance();
     let Ok(me) = person(gov, team, user.as_ref()) else {

@@ -1,0 +1,398 @@
+//! Acknowledgement latency and throughput of signed Slack requests (DESIGN §7).
+//!
+//! `cargo bench --bench ack` starts the release `waiver serve` as a child process on
+//! SQLite, with the Slack Web API faked in this process (lean mode: it answers and
+//! keeps nothing), and measures, with the load generator on the same cores:
+//! - p50/p99 acknowledgement latency at a fixed 200 requests/s (open loop);
+//! - throughput with many concurrent connections (closed loop);
+//! for signed `/ai-exception` slash commands (verify, ack, open the modal) and for
+//! signed "Complete" button clicks that each commit a state change (request row,
+//! review record, audit entry, outbox rows) to SQLite; and the server's resident
+//! memory when idle and under load. Bounded: every phase stops by itself.
+//!
+//! Environment: BENCH_SECONDS (default 10) per throughput phase, BENCH_CONCURRENCY
+//! (default 64).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use waiver::config::Secret;
+use waiver::fake_slack::FakeSlack;
+use waiver::fake_slack::workspace::Workspace;
+
+const SECRET: &str = "bench-signing-secret";
+const TOKEN: &str = "xoxb-bench";
+const NOAH: &str = "U0NW00001";
+const JAMES: &str = "U0NW00026";
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+// The load generator uses the same allocator as the server it measures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Builds one signed request: (path, content type, body, headers).
+type Make = Arc<dyn Fn(usize) -> (String, Vec<u8>, Vec<(&'static str, String)>) + Send + Sync>;
+
+async fn send(http: &Http, base: &str, make: &Make, i: usize) -> Result<Duration, String> {
+    let (path, body, headers) = make(i);
+    let mut req = hyper::Request::post(format!("{base}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let started = Instant::now();
+    let resp = http.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let took = started.elapsed();
+    if status != 200 || !body.is_empty() {
+        return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(took)
+}
+
+/// Fixed-rate (open-loop) phase: latency percentiles at `rate` requests/s.
+async fn at_rate(
+    http: &Http,
+    base: &str,
+    make: &Make,
+    rate: u64,
+    count: usize,
+    offset: usize,
+) -> Vec<Duration> {
+    let mut tasks = Vec::with_capacity(count);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = tokio::time::Instant::now();
+    for i in 0..count {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (http, base, make) = (http.clone(), base.to_string(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            send(&http, &base, &make, offset + i).await
+        }));
+    }
+    let mut out = Vec::with_capacity(count);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => out.push(d),
+            Err(e) => panic!("request failed: {e}"),
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Closed-loop phase: `concurrency` workers as fast as they can for `seconds`, or
+/// until `limit` requests. Returns (latencies, elapsed, max RSS).
+async fn flat_out(
+    http: &Http,
+    base: &str,
+    make: &Make,
+    concurrency: usize,
+    seconds: u64,
+    limit: usize,
+    offset: usize,
+    pid: u32,
+) -> (Vec<Duration>, Duration, u64) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let max_rss = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, max_rss) = (stop.clone(), max_rss.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                max_rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (http, base, make, next) = (http.clone(), base.to_string(), make.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit || Instant::now() >= deadline {
+                    break;
+                }
+                match send(&http, &base, &make, offset + i).await {
+                    Ok(d) => lat.push(d),
+                    Err(e) => panic!("request failed: {e}"),
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    all.sort();
+    (all, elapsed, max_rss.load(Ordering::Relaxed))
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = env_u64("BENCH_SECONDS", 10);
+    let concurrency = env_u64("BENCH_CONCURRENCY", 64) as usize;
+    let clicks_needed = env_u64("BENCH_CLICKS", 80_000) as usize;
+    let dir = std::env::temp_dir().join(format!("waiver-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db_url = format!("sqlite://{}/bench.db", dir.display());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    // Seed requests awaiting completeness review, one per click to come.
+    eprintln!("seeding {clicks_needed} requests awaiting completeness review…");
+    let seed_started = Instant::now();
+    {
+        let store = waiver::app::open_store(&db_url).await.unwrap();
+        let gov = Arc::new(
+            waiver::governance::load(&manifest.join("manifests/governance.toml")).unwrap(),
+        );
+        let svc = waiver::service::Service::new(store.clone(), gov);
+        let form = waiver::testkit::sample_form();
+        let requester = waiver::governance::PersonId::new("james.carter");
+        let now = waiver::app::now();
+        for _ in 0..clicks_needed {
+            svc.submit(&requester, &form, None, now).await.unwrap();
+        }
+        // Their filing messages count as delivered: the benchmark measures acknowledgements.
+        store
+            .execute_raw("UPDATE outbox SET status = 'sent'")
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    eprintln!("seeded in {:.1} s", seed_started.elapsed().as_secs_f64());
+
+    let slack = FakeSlack::start(TOKEN).await;
+    slack.set_lean(true);
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_waiver"))
+        .arg("serve")
+        .env("WAIVER_DATABASE_URL", &db_url)
+        .env(
+            "WAIVER_GOVERNANCE",
+            manifest.join("manifests/governance.toml"),
+        )
+        .env("WAIVER_LISTEN", listen.to_string())
+        .env("SLACK_SIGNING_SECRET", SECRET)
+        .env("SLACK_BOT_TOKEN", TOKEN)
+        .env("SLACK_API_URL", slack.api_url())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let child = Child(child);
+    let pid = child.0.id();
+    let base = format!("http://{listen}");
+    let http: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1024)
+        .build(HttpConnector::new());
+    for _ in 0..200 {
+        let ok = http
+            .request(
+                hyper::Request::get(format!("{base}/readyz"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(pid);
+
+    let ws = Arc::new(Workspace::new(slack, listen, Secret::new(SECRET)));
+    let commands: Make = {
+        let ws = ws.clone();
+        Arc::new(move |i| {
+            let body = ws.command_body(JAMES, "", &format!("bench-trigger-{i}"));
+            let headers = ws.signature(waiver::app::now().millis() / 1000, &body);
+            ("/slack/commands".to_string(), body, headers)
+        })
+    };
+    let clicks: Make = {
+        let ws = ws.clone();
+        Arc::new(move |i| {
+            // Request i + 1 was seeded awaiting review; Noah clicks its Complete button.
+            let message = waiver::fake_slack::Message {
+                ts: format!("1764000000.{:06}", i + 1),
+                channel: "C0AIXINTAKE".into(),
+                user: None,
+                text: Some(format!("AIX-{:04} · Completeness review", i + 1)),
+                blocks: json!([
+                    {"type": "header", "text": {"type": "plain_text", "text": format!("AIX-{:04} · Use an LLM coding assistant", i + 1)}},
+                    {"type": "section", "text": {"type": "mrkdwn", "text": "*Business justification*\nSpeeds up test writing for the ingestion team."}},
+                    {"type": "actions", "block_id": "b", "elements": [
+                        {"type": "button", "action_id": "complete", "text": {"type": "plain_text", "text": "Complete"}, "style": "primary", "value": format!("{{\"r\":{},\"v\":1}}", i + 1)},
+                        {"type": "button", "action_id": "send_back", "text": {"type": "plain_text", "text": "Send back…"}, "value": format!("{{\"r\":{},\"v\":1}}", i + 1)}
+                    ]}
+                ]),
+                metadata: None,
+                thread_ts: None,
+                edits: 0,
+            };
+            let payload = ws
+                .click_payload(NOAH, &message, "complete", &format!("bench-trigger-{i}"))
+                .unwrap();
+            let body = serde_urlencoded::to_string([("payload", payload.to_string())])
+                .unwrap()
+                .into_bytes();
+            let headers = ws.signature(waiver::app::now().millis() / 1000, &body);
+            ("/slack/interactions".to_string(), body, headers)
+        })
+    };
+
+    // Warm-up.
+    at_rate(&http, &base, &commands, 500, 500, 0).await;
+
+    eprintln!("phase: commands at 200/s");
+    let cmd_latency = at_rate(&http, &base, &commands, 200, (200 * seconds) as usize, 0).await;
+    eprintln!("phase: commands flat out");
+    let (cmd_flat, cmd_elapsed, cmd_rss) = flat_out(
+        &http,
+        &base,
+        &commands,
+        concurrency,
+        seconds,
+        usize::MAX,
+        0,
+        pid,
+    )
+    .await;
+    eprintln!("phase: clicks at 200/s");
+    let click_latency = at_rate(&http, &base, &clicks, 200, (200 * seconds / 2) as usize, 0).await;
+    let used = click_latency.len();
+    eprintln!("phase: clicks flat out");
+    let (click_flat, click_elapsed, click_rss) = flat_out(
+        &http,
+        &base,
+        &clicks,
+        concurrency,
+        seconds,
+        clicks_needed - used,
+        used,
+        pid,
+    )
+    .await;
+
+    // Check that the clicks really committed.
+    let store = waiver::store::Store::connect(&db_url).await.unwrap();
+    let in_assessment = store
+        .in_states(&[waiver::domain::State::InAssessment], 1_000_000)
+        .await
+        .unwrap()
+        .len();
+    store.close().await;
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "\nwaiver acknowledgement benchmark (cargo bench --bench ack; SQLite, 2 cores shared with the load generator)"
+    );
+    println!(
+        "{:<46} {:>12} {:>12} {:>14}",
+        "workload", "p50", "p99", "throughput"
+    );
+    println!(
+        "{:<46} {:>12} {:>12} {:>14}",
+        "slash command at 200/s (open loop)",
+        ms(percentile(&cmd_latency, 0.5)),
+        ms(percentile(&cmd_latency, 0.99)),
+        "200/s"
+    );
+    println!(
+        "{:<46} {:>12} {:>12} {:>12.0}/s",
+        format!("slash command, {concurrency} connections"),
+        ms(percentile(&cmd_flat, 0.5)),
+        ms(percentile(&cmd_flat, 0.99)),
+        rate(cmd_flat.len(), cmd_elapsed)
+    );
+    println!(
+        "{:<46} {:>12} {:>12} {:>14}",
+        "button click (commit) at 200/s (open loop)",
+        ms(percentile(&click_latency, 0.5)),
+        ms(percentile(&click_latency, 0.99)),
+        "200/s"
+    );
+    println!(
+        "{:<46} {:>12} {:>12} {:>12.0}/s",
+        format!("button click (commit), {concurrency} connections"),
+        ms(percentile(&click_flat, 0.5)),
+        ms(percentile(&click_flat, 0.99)),
+        rate(click_flat.len(), click_elapsed)
+    );
+    println!(
+        "resident memory: idle {:.1} MB, under load {:.1} MB",
+        idle_rss as f64 / 1024.0,
+        cmd_rss.max(click_rss) as f64 / 1024.0
+    );
+    println!(
+        "clicks committed: {in_assessment} requests moved to in_assessment ({} clicks sent)",
+        used + click_flat.len()
+    );
+}
