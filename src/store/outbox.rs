@@ -375,6 +375,24 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The conversation queues (for operators and tests): platform, target, next due.
+    pub async fn outbox_queues(&self) -> Result<Vec<(String, String, Timestamp)>> {
+        let rows = sqlx::query(
+            "SELECT platform, target, next_attempt_at FROM outbox_queues ORDER BY next_attempt_at",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("platform")?,
+                    r.try_get("target")?,
+                    Timestamp::from_millis(r.try_get("next_attempt_at")?),
+                ))
+            })
+            .collect()
+    }
+
     /// Whether a newer message for the same card is waiting (this one can be skipped).
     pub async fn card_superseded(&self, row: &Claimed) -> Result<bool> {
         let Some(key) = &row.outgoing.card else {
