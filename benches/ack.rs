@@ -5,6 +5,7 @@
 //! keeps nothing), and measures, with the load generator on the same cores:
 //! - p50/p99 acknowledgement latency at a fixed 200 requests/s (open loop);
 //! - throughput with many concurrent connections (closed loop);
+//!
 //! for signed `/ai-exception` slash commands (verify, ack, open the modal) and for
 //! signed "Complete" button clicks that each commit a state change (request row,
 //! review record, audit entry, outbox rows) to SQLite; and the server's resident
@@ -71,7 +72,15 @@ fn ms(d: Duration) -> String {
 /// Builds one signed request: (path, content type, body, headers).
 type Make = Arc<dyn Fn(usize) -> (String, Vec<u8>, Vec<(&'static str, String)>) + Send + Sync>;
 
-async fn send(http: &Http, base: &str, make: &Make, i: usize) -> Result<Duration, String> {
+/// Where the load goes.
+#[derive(Clone)]
+struct Server {
+    http: Http,
+    base: String,
+}
+
+async fn send(server: &Server, make: &Make, i: usize) -> Result<Duration, String> {
+    let (http, base) = (&server.http, &server.base);
     let (path, body, headers) = make(i);
     let mut req = hyper::Request::post(format!("{base}{path}"))
         .header("content-type", "application/x-www-form-urlencoded");
@@ -97,8 +106,7 @@ async fn send(http: &Http, base: &str, make: &Make, i: usize) -> Result<Duration
 
 /// Fixed-rate (open-loop) phase: latency percentiles at `rate` requests/s.
 async fn at_rate(
-    http: &Http,
-    base: &str,
+    server: &Server,
     make: &Make,
     rate: u64,
     count: usize,
@@ -109,9 +117,9 @@ async fn at_rate(
     let start = tokio::time::Instant::now();
     for i in 0..count {
         tokio::time::sleep_until(start + interval * i as u32).await;
-        let (http, base, make) = (http.clone(), base.to_string(), make.clone());
+        let (server, make) = (server.clone(), make.clone());
         tasks.push(tokio::spawn(async move {
-            send(&http, &base, &make, offset + i).await
+            send(&server, &make, offset + i).await
         }));
     }
     let mut out = Vec::with_capacity(count);
@@ -128,8 +136,7 @@ async fn at_rate(
 /// Closed-loop phase: `concurrency` workers as fast as they can for `seconds`, or
 /// until `limit` requests. Returns (latencies, elapsed, max RSS).
 async fn flat_out(
-    http: &Http,
-    base: &str,
+    server: &Server,
     make: &Make,
     concurrency: usize,
     seconds: u64,
@@ -153,7 +160,7 @@ async fn flat_out(
     let deadline = started + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (http, base, make, next) = (http.clone(), base.to_string(), make.clone(), next.clone());
+        let (server, make, next) = (server.clone(), make.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -161,7 +168,7 @@ async fn flat_out(
                 if i >= limit || Instant::now() >= deadline {
                     break;
                 }
-                match send(&http, &base, &make, offset + i).await {
+                match send(&server, &make, offset + i).await {
                     Ok(d) => lat.push(d),
                     Err(e) => panic!("request failed: {e}"),
                 }
@@ -265,6 +272,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(pid);
 
+    let server = Server {
+        http: http.clone(),
+        base: base.clone(),
+    };
     let ws = Arc::new(Workspace::new(slack, listen, Secret::new(SECRET)));
     let commands: Make = {
         let ws = ws.clone();
@@ -307,29 +318,19 @@ async fn main() {
     };
 
     // Warm-up.
-    at_rate(&http, &base, &commands, 500, 500, 0).await;
+    at_rate(&server, &commands, 500, 500, 0).await;
 
     eprintln!("phase: commands at 200/s");
-    let cmd_latency = at_rate(&http, &base, &commands, 200, (200 * seconds) as usize, 0).await;
+    let cmd_latency = at_rate(&server, &commands, 200, (200 * seconds) as usize, 0).await;
     eprintln!("phase: commands flat out");
-    let (cmd_flat, cmd_elapsed, cmd_rss) = flat_out(
-        &http,
-        &base,
-        &commands,
-        concurrency,
-        seconds,
-        usize::MAX,
-        0,
-        pid,
-    )
-    .await;
+    let (cmd_flat, cmd_elapsed, cmd_rss) =
+        flat_out(&server, &commands, concurrency, seconds, usize::MAX, 0, pid).await;
     eprintln!("phase: clicks at 200/s");
-    let click_latency = at_rate(&http, &base, &clicks, 200, (200 * seconds / 2) as usize, 0).await;
+    let click_latency = at_rate(&server, &clicks, 200, (200 * seconds / 2) as usize, 0).await;
     let used = click_latency.len();
     eprintln!("phase: clicks flat out");
     let (click_flat, click_elapsed, click_rss) = flat_out(
-        &http,
-        &base,
+        &server,
         &clicks,
         concurrency,
         seconds,

@@ -54,7 +54,8 @@ both!(
         let good = sig(now_secs(), &body);
         let ts = good[0].1.clone();
         let signature = good[1].1.clone();
-        let cases: Vec<(&str, Vec<u8>, Vec<(&'static str, String)>, u16)> = vec![
+        type Case<'a> = (&'a str, Vec<u8>, Vec<(&'static str, String)>, u16);
+        let cases: Vec<Case> = vec![
             (
                 "tampered body",
                 [body.clone(), b"&text=list".to_vec()].concat(),

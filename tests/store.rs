@@ -383,9 +383,10 @@ both!(
     state_audit_and_outbox_commit_together_or_not_at_all,
     |db: TestDb| async move {
         let flow = Flow::file(db.service().await).await;
-        let outbox_before = flow.svc.store.outbox().await.unwrap().len();
-        assert!(outbox_before > 0, "filing told the requester");
-        let audit_before = flow.svc.store.audit_of(flow.id).await.unwrap().len();
+        assert!(
+            !flow.svc.store.outbox().await.unwrap().is_empty(),
+            "filing told the requester"
+        );
         let before = flow.request().await;
         let gov = flow.svc.governance().clone();
         let t = before
