@@ -224,19 +224,19 @@ impl Deliverer {
             (row, finish)
         });
         let results = futures_util::future::join_all(work).await;
-        if let Err(e) = self
-            .store
-            .finish_deliveries(&results, crate::app::now())
-            .await
-        {
-            // The leases expire and the rows are retried (in doubt, so no duplicate).
-            tracing::error!(error = %e, "delivery: cannot record outcomes");
-        }
         // Only deferrals: nothing was due yet, so wait rather than spin.
         let progressed = results
             .iter()
             .filter(|(_, f)| !matches!(f, Finish::Defer { .. }))
             .count();
+        if let Err(e) = self
+            .store
+            .finish_deliveries(results, crate::app::now())
+            .await
+        {
+            // The leases expire and the rows are retried (in doubt, so no duplicate).
+            tracing::error!(error = %e, "delivery: cannot record outcomes");
+        }
         Ok(progressed)
     }
 

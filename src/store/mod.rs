@@ -184,10 +184,13 @@ impl Store {
                     AnyPoolOptions::new().after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL: readers never block the writer. synchronous=FULL: a
-                            // commit that was acknowledged survives a power cut.
+                            // commit that was acknowledged survives a power cut. No
+                            // automatic checkpoint: it would run inside whichever commit
+                            // crossed the threshold; a background task checkpoints instead.
                             sqlx::raw_sql(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA wal_autocheckpoint = 0;",
                             )
                             .execute(conn)
                             .await?;
@@ -209,6 +212,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&url)
                     .await?;
+                tokio::spawn(checkpoints(read.clone()));
                 Ok(Self {
                     read,
                     writer: writer::Writer::spawn(write.clone(), backend),
@@ -480,6 +484,28 @@ impl Store {
             .execute(&self.write)
             .await?
             .rows_affected())
+    }
+}
+
+/// Moves the WAL into the database file every second, off the commit path (PASSIVE:
+/// it never blocks the writer). Ends when the pool closes.
+async fn checkpoints(pool: AnyPool) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 

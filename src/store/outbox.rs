@@ -2,7 +2,7 @@
 //! change that caused it, then delivered by the delivery worker.
 
 use serde_json::json;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use super::{AuditRecord, Outcome, Result, Store, corrupt, parse};
 use crate::chat::{Outgoing, Platform};
@@ -178,185 +178,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Records how a batch of attempts ended, in one transaction; deliveries and
-    /// parked messages are audited.
+    /// Records how a batch of attempts ended. The outcomes are committed by the store's
+    /// writer, in the same group commit as state changes; deliveries and parked
+    /// messages are audited.
     pub async fn finish_deliveries(
         &self,
-        results: &[(Claimed, Finish)],
+        results: Vec<(Claimed, Finish)>,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let mut audits = Vec::new();
-        for (row, finish) in results {
-            if let Some(a) = self.finish_one(&mut tx, row, finish, now).await? {
-                audits.push(a);
-            }
-        }
-        if !audits.is_empty() {
-            let (rows, _) = super::audit::chain(&mut tx, self.backend, audits.iter()).await?;
-            super::writer::insert(&mut tx, &super::writer::AUDIT, rows).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn finish_one(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        row: &Claimed,
-        finish: &Finish,
-        now: Timestamp,
-    ) -> Result<Option<AuditRecord>> {
-        let m = &row.outgoing;
-        self.advance_queue(tx, row, finish, now).await?;
-        match finish {
-            Finish::Sent { channel, ts } => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'sent', sent_at = $1, lease_until = NULL, in_doubt = 0, \
-                     remote_channel = $2, remote_ts = $3, last_error = NULL WHERE id = $4",
-                )
-                .bind(now.millis())
-                .bind(channel.as_deref())
-                .bind(ts.as_deref())
-                .bind(row.id)
-                .execute(&mut **tx)
-                .await?;
-                if let (Some(key), Some(channel), Some(ts)) = (&m.card, channel, ts) {
-                    sqlx::query(
-                        "INSERT INTO cards (platform, card_key, request_id, channel, message_ts, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, card_key) \
-                         DO UPDATE SET channel = excluded.channel, message_ts = excluded.message_ts, \
-                         updated_at = excluded.updated_at",
-                    )
-                    .bind(m.platform.as_str())
-                    .bind(key.as_str())
-                    .bind(m.request.map(|r| r.get()))
-                    .bind(channel.as_str())
-                    .bind(ts.as_str())
-                    .bind(now.millis())
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                return Ok(Some(delivery_audit(
-                    row,
-                    now,
-                    Outcome::Delivered,
-                    json!({
-                        "outbox_id": row.id,
-                        "platform": m.platform,
-                        "target": m.to.target(),
-                        "card": m.card,
-                        "channel": channel,
-                        "ts": ts,
-                        "summary": m.message.summary,
-                    }),
-                )));
-            }
-            Finish::Superseded => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'superseded', lease_until = NULL, in_doubt = 0 WHERE id = $1",
-                )
-                .bind(row.id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Finish::Retry {
-                at,
-                error,
-                in_doubt,
-            } => {
-                sqlx::query(
-                    "UPDATE outbox SET next_attempt_at = $1, last_error = $2, in_doubt = $3, \
-                     lease_until = NULL WHERE id = $4",
-                )
-                .bind(at.millis())
-                .bind(error.as_str())
-                .bind(i64::from(*in_doubt))
-                .bind(row.id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Finish::Parked { error } => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'parked', last_error = $1, lease_until = NULL, \
-                     in_doubt = 0 WHERE id = $2",
-                )
-                .bind(error.as_str())
-                .bind(row.id)
-                .execute(&mut **tx)
-                .await?;
-                return Ok(Some(delivery_audit(
-                    row,
-                    now,
-                    Outcome::Parked,
-                    json!({
-                        "outbox_id": row.id,
-                        "platform": m.platform,
-                        "target": m.to.target(),
-                        "card": m.card,
-                        "error": error,
-                    }),
-                )));
-            }
-            Finish::Defer { at } => {
-                sqlx::query(
-                    "UPDATE outbox SET next_attempt_at = $1, attempts = attempts - 1, in_doubt = $2, \
-                     lease_until = NULL WHERE id = $3",
-                )
-                .bind(at.millis())
-                .bind(i64::from(row.in_doubt))
-                .bind(row.id)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        Ok(None)
-    }
-
-    /// Keeps the conversation's queue in step: a finished head lets the next one go at
-    /// once (or removes an emptied queue); a retried or deferred head delays it.
-    async fn advance_queue(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        row: &Claimed,
-        finish: &Finish,
-        now: Timestamp,
-    ) -> Result<()> {
-        let m = &row.outgoing;
-        let (platform, target) = (m.platform.as_str(), m.to.target());
-        let next = match finish {
-            Finish::Retry { at, .. } | Finish::Defer { at } => *at,
-            Finish::Sent { .. } | Finish::Superseded | Finish::Parked { .. } => {
-                // Lock the queue first; the emptiness check is a later statement, so
-                // it sees any batch that queued a message meanwhile (see writer.rs).
-                if self.backend == super::Backend::Postgres {
-                    sqlx::query("SELECT 1 AS one FROM outbox_queues WHERE platform = $1 AND target = $2 FOR UPDATE")
-                        .bind(platform)
-                        .bind(target.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                }
-                sqlx::query(
-                    "DELETE FROM outbox_queues WHERE platform = $1 AND target = $2 AND NOT EXISTS \
-                     (SELECT 1 FROM outbox WHERE platform = $1 AND target = $2 AND status = 'pending' AND id <> $3)",
-                )
-                .bind(platform)
-                .bind(target.as_str())
-                .bind(row.id)
-                .execute(&mut **tx)
-                .await?;
-                now
-            }
-        };
-        sqlx::query(
-            "UPDATE outbox_queues SET next_attempt_at = $1 WHERE platform = $2 AND target = $3",
-        )
-        .bind(next.millis())
-        .bind(platform)
-        .bind(target.as_str())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        let (job, rx) = super::writer::Job::delivered(results, now);
+        self.writer.submit(job, rx).await.map(|_| ())
     }
 
     /// Recreates the queue of any conversation with pending messages but no queue (a
@@ -484,4 +315,216 @@ fn delivery_audit(
         outcome,
         details,
     }
+}
+
+/// A multi-row statement's placeholders: `($from, $from+1), ($from+2, $from+3), ...`
+/// for `rows` tuples of `width`, or `$from, ...` when `width` is 1.
+fn placeholders(from: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (0..width)
+                .map(|c| format!("${}", from + r * width + c))
+                .collect();
+            if width == 1 {
+                cols.join("")
+            } else {
+                format!("({})", cols.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes a batch of delivery outcomes inside the writer's transaction and returns
+/// the audit records to chain. Statements are per kind of outcome, not per message.
+pub(super) async fn write_outcomes(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    results: &[(Claimed, Finish)],
+    now: Timestamp,
+) -> Result<Vec<AuditRecord>> {
+    use sqlx::AssertSqlSafe;
+    let done_ids = |pred: fn(&Finish) -> bool| -> Vec<i64> {
+        results
+            .iter()
+            .filter(|(_, f)| pred(f))
+            .map(|(r, _)| r.id)
+            .collect()
+    };
+    let sent = done_ids(|f| matches!(f, Finish::Sent { .. }));
+    let superseded = done_ids(|f| matches!(f, Finish::Superseded));
+    // Conversations whose head finished, in a stable order (lock order on PostgreSQL).
+    let mut finished: Vec<(String, String)> = results
+        .iter()
+        .filter(|(_, f)| {
+            matches!(
+                f,
+                Finish::Sent { .. } | Finish::Superseded | Finish::Parked { .. }
+            )
+        })
+        .map(|(r, _)| {
+            (
+                r.outgoing.platform.as_str().to_string(),
+                r.outgoing.to.target(),
+            )
+        })
+        .collect();
+    finished.sort();
+    finished.dedup();
+
+    // Lock the finished conversations' queues first; the emptiness check below is a
+    // later statement, so it sees any batch that queued a message meanwhile.
+    for chunk in finished.chunks(32) {
+        if backend == super::Backend::Postgres {
+            let sql = format!(
+                "SELECT platform FROM outbox_queues WHERE (platform, target) IN ({}) \
+                 ORDER BY platform, target FOR UPDATE",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (p, t) in chunk {
+                q = q.bind(p.as_str()).bind(t.as_str());
+            }
+            q.fetch_all(&mut *conn).await?;
+        }
+    }
+    for (ids, status) in [(&sent, "sent"), (&superseded, "superseded")] {
+        for chunk in ids.chunks(64) {
+            let sql = format!(
+                "UPDATE outbox SET status = '{status}', sent_at = $1, lease_until = NULL, in_doubt = 0, \
+                 last_error = NULL WHERE id IN ({})",
+                placeholders(2, chunk.len(), 1)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    let mut audits = Vec::new();
+    let mut cards = Vec::new();
+    for (row, finish) in results {
+        let m = &row.outgoing;
+        match finish {
+            Finish::Sent { channel, ts } => {
+                if let (Some(key), Some(channel), Some(ts)) = (&m.card, channel, ts) {
+                    cards.push(vec![
+                        super::writer::Bind::Text(m.platform.as_str().into()),
+                        super::writer::Bind::Text(key.clone()),
+                        super::writer::Bind::OptInt(m.request.map(RequestId::get)),
+                        super::writer::Bind::Text(channel.clone()),
+                        super::writer::Bind::Text(ts.clone()),
+                        super::writer::Bind::Int(now.millis()),
+                    ]);
+                }
+                audits.push(delivery_audit(
+                    row,
+                    now,
+                    Outcome::Delivered,
+                    json!({
+                        "outbox_id": row.id,
+                        "platform": m.platform,
+                        "target": m.to.target(),
+                        "card": m.card,
+                        "channel": channel,
+                        "ts": ts,
+                        "summary": m.message.summary,
+                    }),
+                ));
+            }
+            Finish::Superseded => {}
+            Finish::Parked { error } => {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'parked', last_error = $1, lease_until = NULL, in_doubt = 0 \
+                     WHERE id = $2",
+                )
+                .bind(error.as_str())
+                .bind(row.id)
+                .execute(&mut *conn)
+                .await?;
+                audits.push(delivery_audit(
+                    row,
+                    now,
+                    Outcome::Parked,
+                    json!({
+                        "outbox_id": row.id,
+                        "platform": m.platform,
+                        "target": m.to.target(),
+                        "card": m.card,
+                        "error": error,
+                    }),
+                ));
+            }
+            Finish::Retry {
+                at,
+                error,
+                in_doubt,
+            } => {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, last_error = $2, in_doubt = $3, lease_until = NULL \
+                     WHERE id = $4",
+                )
+                .bind(at.millis())
+                .bind(error.as_str())
+                .bind(i64::from(*in_doubt))
+                .bind(row.id)
+                .execute(&mut *conn)
+                .await?;
+                delay_queue(conn, row, *at).await?;
+            }
+            Finish::Defer { at } => {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, attempts = attempts - 1, in_doubt = $2, \
+                     lease_until = NULL WHERE id = $3",
+                )
+                .bind(at.millis())
+                .bind(i64::from(row.in_doubt))
+                .bind(row.id)
+                .execute(&mut *conn)
+                .await?;
+                delay_queue(conn, row, *at).await?;
+            }
+        }
+    }
+    if !cards.is_empty() {
+        super::writer::insert(conn, &super::writer::CARDS, cards).await?;
+    }
+    // The finished heads are no longer pending: an emptied queue goes, the others'
+    // next head is due now.
+    for chunk in finished.chunks(32) {
+        let list = placeholders(1, chunk.len(), 2);
+        let sql = format!(
+            "DELETE FROM outbox_queues WHERE (platform, target) IN ({list}) AND NOT EXISTS \
+             (SELECT 1 FROM outbox o WHERE o.platform = outbox_queues.platform \
+              AND o.target = outbox_queues.target AND o.status = 'pending')"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (p, t) in chunk {
+            q = q.bind(p.as_str()).bind(t.as_str());
+        }
+        q.execute(&mut *conn).await?;
+        let sql = format!(
+            "UPDATE outbox_queues SET next_attempt_at = ${} WHERE (platform, target) IN ({list})",
+            chunk.len() * 2 + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (p, t) in chunk {
+            q = q.bind(p.as_str()).bind(t.as_str());
+        }
+        q.bind(now.millis()).execute(&mut *conn).await?;
+    }
+    Ok(audits)
+}
+
+async fn delay_queue(conn: &mut sqlx::AnyConnection, row: &Claimed, at: Timestamp) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox_queues SET next_attempt_at = $1 WHERE platform = $2 AND target = $3",
+    )
+    .bind(at.millis())
+    .bind(row.outgoing.platform.as_str())
+    .bind(row.outgoing.to.target())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

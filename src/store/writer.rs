@@ -203,6 +203,19 @@ const QUEUES: Table = Table {
     columns: &["platform", "target", "next_attempt_at"],
     suffix: " ON CONFLICT (platform, target) DO UPDATE SET next_attempt_at = outbox_queues.next_attempt_at",
 };
+pub(super) const CARDS: Table = Table {
+    name: "cards",
+    columns: &[
+        "platform",
+        "card_key",
+        "request_id",
+        "channel",
+        "message_ts",
+        "updated_at",
+    ],
+    suffix: " ON CONFLICT (platform, card_key) DO UPDATE SET channel = excluded.channel, \
+        message_ts = excluded.message_ts, updated_at = excluded.updated_at",
+};
 pub(super) const AUDIT: Table = Table {
     name: "audit",
     columns: &[
@@ -439,6 +452,8 @@ enum Work {
     Create(MakeRequest),
     /// Nothing but the audit entry, outbox rows and idempotency key.
     Record,
+    /// The outcomes of delivery attempts (see `outbox::write_outcomes`).
+    Delivered(Vec<(super::outbox::Claimed, super::outbox::Finish)>),
 }
 
 /// What a finished job answers.
@@ -486,6 +501,24 @@ impl Job {
         (
             Self {
                 work: Work::Create(make),
+                audit: None,
+                outbox: Vec::new(),
+                key: None,
+                now,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    pub(super) fn delivered(
+        results: Vec<(super::outbox::Claimed, super::outbox::Finish)>,
+        now: Timestamp,
+    ) -> (Self, oneshot::Receiver<Result<Done>>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Self {
+                work: Work::Delivered(results),
                 audit: None,
                 outbox: Vec::new(),
                 key: None,
@@ -752,6 +785,18 @@ async fn attempt(
         insert(&mut tx, &OUTBOX, outbox_rows).await?;
         insert(&mut tx, &QUEUES, queues).await?;
     }
+    // 5b. Delivery outcomes (after queueing, so lock order stays requests → queues →
+    //     audit head).
+    let mut delivery_audits: Vec<(usize, AuditRecord)> = Vec::new();
+    for i in &winners {
+        if let Work::Delivered(results) = &batch[*i].work {
+            for a in super::outbox::write_outcomes(&mut tx, backend, results, batch[*i].now).await?
+            {
+                delivery_audits.push((*i, a));
+            }
+        }
+    }
+
     // 6. One audit entry per winner, chained in batch order. The audit head is locked
     //    last: every transaction takes request rows, then queue rows, then the head.
     let audits: Vec<(usize, AuditRecord)> = winners
@@ -764,6 +809,7 @@ async fn attempt(
             record.map(|r| (*i, r))
         })
         .collect();
+    let audits: Vec<(usize, AuditRecord)> = audits.into_iter().chain(delivery_audits).collect();
     let mut seqs: HashMap<usize, u64> = HashMap::new();
     if !audits.is_empty() {
         let (rows, assigned) =
