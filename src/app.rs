@@ -1,5 +1,5 @@
-//! Wiring: config → store → service → HTTP (+ delivery and scheduler in later
-//! stages), with graceful shutdown.
+//! Wiring: config → store → service → HTTP + delivery worker + scheduler, with
+//! graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,6 +60,8 @@ pub struct Options {
     pub delivery: DeliveryConfig,
     /// Run no delivery worker (messages stay queued): for crash-recovery tests.
     pub no_delivery: bool,
+    /// Run no timers: tests move time with explicit sweeps instead.
+    pub no_scheduler: bool,
 }
 
 /// What `waiver serve` says when no chat platform is configured.
@@ -72,6 +74,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: Option<JoinHandle<()>>,
+    scheduler: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -82,6 +85,9 @@ impl Running {
         if let Some(w) = self.worker {
             let _ = w.await;
         }
+        if let Some(s) = self.scheduler {
+            let _ = s.await;
+        }
         self.service.store.close().await;
     }
 
@@ -90,6 +96,9 @@ impl Running {
         self.server.abort();
         if let Some(w) = self.worker {
             w.abort();
+        }
+        if let Some(s) = self.scheduler {
+            s.abort();
         }
     }
 }
@@ -122,6 +131,16 @@ pub async fn start(
         ));
         tokio::spawn(deliverer.run(stopped.clone()))
     });
+    let scheduler = if options.no_scheduler {
+        None
+    } else {
+        let schedule = service.governance().reminders.schedule.clone();
+        Some(
+            crate::scheduler::start(service.clone(), &schedule, stopped.clone())
+                .await
+                .context("cannot start the scheduler")?,
+        )
+    };
     let state = Arc::new(AppState {
         service: service.clone(),
         slack: Some(edge),
@@ -146,6 +165,7 @@ pub async fn start(
         stop,
         server,
         worker,
+        scheduler,
     })
 }
 

@@ -301,6 +301,8 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
             idle_poll: Duration::from_millis(20),
             ..DeliveryConfig::default()
         },
+        // The demo moves time itself, with explicit sweeps.
+        no_scheduler: true,
         ..Options::default()
     };
     let running = app::start(config, listener, options).await?;

@@ -15,6 +15,7 @@ pub mod export;
 pub mod fake_slack;
 pub mod governance;
 pub mod http;
+pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod testkit;

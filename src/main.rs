@@ -15,7 +15,7 @@ use waiver::export::{self, Format};
 use waiver::{app, governance};
 
 /// glibc's allocator spent over a third of the CPU under load (measured with perf
-/// during `cargo bench --bench ack`); mimalloc serves the same allocation pattern
+/// during `cargo bench --bench ack`); jemalloc serves the same allocation pattern
 /// far cheaper.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -40,6 +40,16 @@ enum Command {
     Serve,
     /// Apply database migrations to WAIVER_DATABASE_URL and exit.
     Migrate,
+    /// Run one scheduler sweep as of an instant: reassessments after a policy version
+    /// change, transitions (activation, review due, expiry), reminders in digests.
+    Sweep {
+        /// The instant to sweep at (RFC 3339, e.g. 2026-12-01T09:00:00Z); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Print what the sweep would do and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Validate a governance file (default: WAIVER_GOVERNANCE).
     Check {
         /// The file to check.
@@ -154,6 +164,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let store = app::open_store(&url).await?;
             store.close().await;
             println!("migrated {}", app::redact_url(&url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sweep { at, dry_run } => {
+            let now = match at.as_deref() {
+                Some(s) => Timestamp::parse_rfc3339(s).with_context(|| {
+                    format!("--at {s:?} is not an RFC 3339 instant (e.g. 2026-12-01T09:00:00Z)")
+                })?,
+                None => app::now(),
+            };
+            let gov = governance::load(&governance_path(None))?;
+            let store = app::open_store(&database_url()).await?;
+            let service = waiver::service::Service::new(store.clone(), std::sync::Arc::new(gov));
+            let reassessed = service.reassess_policies(now, dry_run).await?;
+            let mut report = service.sweep(now, dry_run).await?;
+            report.reassessed = reassessed;
+            store.close().await;
+            print!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { file } => {

@@ -12,12 +12,20 @@ use serde_json::json;
 
 use crate::chat::plan::{self, Context};
 use crate::chat::{Address, Message, Outgoing, Platform, Section};
+use crate::domain::schedule;
 use crate::domain::{
     Action, Actor, Event, ExceptionRequest, FieldErrors, FormInput, RequestContent, RequestId,
     State, Timestamp, WorkflowError,
 };
 use crate::governance::{Governance, PersonId};
-use crate::store::{AuditRecord, Change, NewRequest, Outcome, Store, StoreError};
+use crate::store::{
+    AuditRecord, Change, NewRequest, Outcome, ReminderRow, ReminderStatus, Scheduling, Store,
+    StoreError,
+};
+
+mod sweep;
+
+pub use sweep::SweepReport;
 
 /// Attempts before a contended request gives up (each retry re-reads and re-decides).
 const MAX_ATTEMPTS: usize = 8;
@@ -244,11 +252,13 @@ impl Service {
                         &t.event,
                         now,
                     );
+                    let due_at = schedule::next_due(&t.request, &gov, now);
                     NewRequest {
                         request: t.request,
                         event: t.event,
                         audit,
                         outbox,
+                        due_at,
                     }
                 },
                 now,
@@ -283,6 +293,14 @@ impl Service {
                 now,
             ) {
                 Ok(t) => t,
+                Err(error) if attempt.actor == Actor::Scheduler => {
+                    // The scheduler re-checks on every sweep; its refusals are not
+                    // attempts by anyone (another replica got there first).
+                    return Ok(Acted::Refused {
+                        request: Box::new(before),
+                        error,
+                    });
+                }
                 Err(error) => {
                     let recorded = self
                         .refuse(&attempt, attempt.action.name(), &before, &error, now)
@@ -297,7 +315,15 @@ impl Service {
                     };
                 }
             };
-            let outbox = self.plan(Some(&before), &t.request, &t.event).await?;
+            let mut outbox = self.plan(Some(&before), &t.request, &t.event).await?;
+            let scheduling = Scheduling {
+                due_at: schedule::next_due(&t.request, &self.gov, now),
+                reminders: if attempt.actor == Actor::Scheduler {
+                    to_digests(&t.request, &mut outbox, now)
+                } else {
+                    Vec::new()
+                },
+            };
             let audit = applied(
                 &attempt.actor,
                 attempt.action.name(),
@@ -311,6 +337,7 @@ impl Service {
                 audit,
                 outbox,
                 idempotency_key: attempt.idempotency_key.clone(),
+                scheduling,
             };
             match self.store.commit(&before, &t.request, change).await {
                 Ok(_) => {
@@ -407,6 +434,32 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// The scheduler's transitions tell people in their next digest, never one direct
+/// message per item: one-off direct messages become queued reminders.
+fn to_digests(
+    r: &ExceptionRequest,
+    outbox: &mut Vec<Outgoing>,
+    now: Timestamp,
+) -> Vec<ReminderRow> {
+    let mut rows = Vec::new();
+    outbox.retain(|m| {
+        if m.card.is_some() || !matches!(m.to, Address::Direct { .. }) {
+            return true;
+        }
+        rows.push(ReminderRow {
+            key: format!("said:{}:{}:{}", r.id.get(), r.revision, rows.len()),
+            request: Some(r.id),
+            platform: m.platform,
+            to: m.to.clone(),
+            due_at: now,
+            status: ReminderStatus::Queued,
+            message: m.message.clone(),
+        });
+        false
+    });
+    rows
 }
 
 fn applied(

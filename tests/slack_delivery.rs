@@ -181,6 +181,7 @@ both!(
             Options {
                 delivery: fast_delivery(),
                 no_delivery: true,
+                no_scheduler: true,
             },
         )
         .await;
@@ -193,6 +194,7 @@ both!(
         );
         app.crash_and_restart(Options {
             delivery: fast_delivery(),
+            no_scheduler: true,
             ..Default::default()
         })
         .await;

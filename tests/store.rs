@@ -2,95 +2,11 @@
 
 mod common;
 
-use chrono::NaiveDate;
+use common::flow::{Flow, approve, day, feedback};
 use common::{TestDb, form, now, p};
-use waiver::domain::{
-    Action, Actor, AssessmentInput, ConditionSpec, ExceptionRequest, Recommendation, RequestId,
-    State, Terms, Timestamp,
-};
-use waiver::governance::RoleId;
-use waiver::service::{Acted, Attempt, Service, Submitted};
+use waiver::domain::{Action, Actor, ConditionSpec, State, Timestamp};
+use waiver::service::{Acted, Attempt};
 use waiver::store::{Change, Outcome, StoreError};
-
-fn day(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-fn assess(role: &str, l: u8, i: u8) -> Action {
-    Action::Assess(AssessmentInput {
-        role: RoleId::new(role),
-        likelihood: l,
-        impact: i,
-        findings: "Prompts are retained for 30 days.".into(),
-        mitigations: "Zero-retention plan.".into(),
-        recommendation: Recommendation::ApproveWithConditions,
-    })
-}
-
-fn feedback() -> Action {
-    Action::Feedback {
-        recommendation: Recommendation::Approve,
-        text: "Fine".into(),
-    }
-}
-
-fn approve(conditions: Vec<ConditionSpec>) -> Action {
-    Action::Approve {
-        terms: Terms {
-            start: day("2026-11-24"),
-            expiry: day("2027-03-31"),
-            monitoring_owner: p("marcus.webb"),
-            conditions,
-        },
-        confirmation: Some("AIX-0001".into()),
-    }
-}
-
-/// Drives one request through the service.
-struct Flow {
-    svc: Service,
-    id: RequestId,
-}
-
-impl Flow {
-    async fn file(svc: Service) -> Self {
-        match svc
-            .submit(&p("james.carter"), &form(), None, now())
-            .await
-            .unwrap()
-        {
-            Submitted::Filed(r) => Flow { svc, id: r.id },
-            other => panic!("not filed: {other:?}"),
-        }
-    }
-
-    async fn request(&self) -> ExceptionRequest {
-        self.svc.store.load(self.id).await.unwrap().unwrap()
-    }
-
-    async fn act(&self, who: &str, action: Action) -> ExceptionRequest {
-        let seen = self.request().await.version();
-        match self
-            .svc
-            .act(
-                Attempt::new(Actor::Person(p(who)), self.id, seen, action),
-                now(),
-            )
-            .await
-            .unwrap()
-        {
-            Acted::Applied { request, .. } => *request,
-            other => panic!("{who}: {other:?}"),
-        }
-    }
-
-    /// Through completeness and assessment at likelihood × impact.
-    async fn assessed(&self, l: u8, i: u8) {
-        self.act("noah.fischer", Action::MarkComplete).await;
-        self.act("omar.haddad", assess("risk", l, i)).await;
-        self.act("tomas.novak", assess("security", 1, 1)).await;
-    }
-}
 
 both!(
     a_request_round_trips_with_every_record,
@@ -214,7 +130,8 @@ both!(
                     event: &a.event,
                     audit: audit("hannah.berg"),
                     outbox: vec![],
-                    idempotency_key: None
+                    idempotency_key: None,
+                    scheduling: Default::default(),
                 }
             ),
             store.commit(
@@ -224,7 +141,8 @@ both!(
                     event: &b.event,
                     audit: audit("william.hughes"),
                     outbox: vec![],
-                    idempotency_key: None
+                    idempotency_key: None,
+                    scheduling: Default::default(),
                 }
             ),
         );
@@ -435,6 +353,7 @@ both!(
                     audit: audit("lucia.romero", "send_back"),
                     outbox: vec![],
                     idempotency_key: None,
+                    scheduling: Default::default(),
                 },
             )
             .await
@@ -460,6 +379,7 @@ both!(
                     },
                     outbox: message,
                     idempotency_key: Some("k1".into()),
+                    scheduling: Default::default(),
                 },
             )
             .await;

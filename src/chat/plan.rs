@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 
 use super::{Address, Button, Message, Outgoing, Platform, Section, Style};
+use crate::domain::schedule::{Reminder, Who};
 use crate::domain::{
     CommentVia, Event, ExceptionRequest, RequestId, State, Timestamp, VoteVerdict,
 };
@@ -1053,4 +1054,161 @@ fn announce(r: &ExceptionRequest, text: String) -> Vec<Notice> {
             },
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// Step 7: reminders and digests.
+
+/// A digest lists at most this many items (Slack allows 50 blocks per message); the
+/// rest are counted and reachable through `/ai-exception pending` and App Home.
+pub const DIGEST_ITEMS: usize = 12;
+
+/// Who a reminder goes to, as a recipient.
+pub fn recipient(who: &Who) -> Recipient {
+    match who {
+        Who::Person(p) => Recipient::Person(p.clone()),
+        Who::Role(r) => Recipient::Role(r.clone()),
+    }
+}
+
+/// One reminder, as a digest item: its text and the buttons to act on it at once.
+pub fn reminder(gov: &Governance, r: &ExceptionRequest, what: &Reminder) -> Message {
+    use actions::*;
+    let reference = r.reference();
+    let title = &r.content().title;
+    let condition = |id: u32| r.conditions.iter().find(|c| c.id == id);
+    let mut buttons = Vec::new();
+    let text = match what {
+        Reminder::Sla {
+            stage,
+            deadline,
+            overdue: false,
+        } => format!(
+            "{reference} \"{title}\" is in {} and due by {}. {}",
+            stage.label(),
+            deadline.minute(),
+            waiting_for(gov, r)
+        ),
+        Reminder::Sla {
+            stage,
+            deadline,
+            overdue: true,
+        } => format!(
+            "{reference} \"{title}\" is overdue in {}: its SLA ended {}. {}",
+            stage.label(),
+            deadline.minute(),
+            waiting_for(gov, r)
+        ),
+        Reminder::Escalation { stage, deadline } => format!(
+            "Escalation: {reference} \"{title}\" has been in {} since {}, past its SLA ({}). {}",
+            stage.label(),
+            r.stage_since.minute(),
+            deadline.minute(),
+            waiting_for(gov, r)
+        ),
+        Reminder::Condition { id, overdue } => {
+            let (text, due) = condition(*id)
+                .map(|c| (c.text.clone(), c.due.to_string()))
+                .unwrap_or_default();
+            buttons.push(button(
+                r,
+                MARK_DONE,
+                &format!("Mark {id} done"),
+                Style::Primary,
+                Some(id.to_string()),
+            ));
+            if *overdue {
+                format!("{reference}: condition {id} \"{text}\" is overdue (due {due}).")
+            } else {
+                format!("{reference}: condition {id} \"{text}\" is due today ({due}).")
+            }
+        }
+        Reminder::ConditionEscalation { id } => {
+            let (text, due, owner) = condition(*id)
+                .map(|c| (c.text.clone(), c.due.to_string(), name(gov, &c.owner)))
+                .unwrap_or_default();
+            format!(
+                "Escalation: {reference} \"{title}\": condition {id} \"{text}\" (owner {owner}) is overdue since {due}."
+            )
+        }
+        Reminder::Review => {
+            buttons.extend([
+                button(
+                    r,
+                    ATTEST,
+                    "Still needed",
+                    Style::Primary,
+                    Some("still_needed".into()),
+                ),
+                button(
+                    r,
+                    ATTEST,
+                    "Changed…",
+                    Style::Default,
+                    Some("changed".into()),
+                ),
+                button(
+                    r,
+                    ATTEST,
+                    "No longer needed",
+                    Style::Danger,
+                    Some("no_longer_needed".into()),
+                ),
+            ]);
+            format!(
+                "{reference} \"{title}\" is due for its periodic review. Is it still needed as approved? {}",
+                waiting_for(gov, r)
+            )
+        }
+        Reminder::Expiry { days, at } => {
+            buttons.push(button(r, RENEW, "Renew…", Style::Primary, None));
+            let plural = if *days == 1 { "" } else { "s" };
+            format!(
+                "{reference} \"{title}\" expires in {days} day{plural}, at {}. Renew it to keep using it: the renewal is reviewed again.",
+                at.minute()
+            )
+        }
+    };
+    let mut sections = vec![Section::Text {
+        label: None,
+        text: text.clone(),
+    }];
+    if !buttons.is_empty() {
+        sections.push(Section::Actions { buttons });
+    }
+    Message {
+        summary: text,
+        sections,
+    }
+}
+
+/// One message listing a recipient's due items (never one message per item).
+pub fn digest(items: &[Message]) -> Message {
+    let n = items.len();
+    let summary = match items {
+        [one] => one.summary.clone(),
+        _ => format!("Waiver: {n} reminders"),
+    };
+    let mut sections = vec![Section::Heading {
+        text: if n == 1 {
+            "Reminder".into()
+        } else {
+            format!("{n} reminders")
+        },
+    }];
+    for (i, item) in items.iter().take(DIGEST_ITEMS).enumerate() {
+        if i > 0 {
+            sections.push(Section::Divider);
+        }
+        sections.extend(item.sections.iter().cloned());
+    }
+    if n > DIGEST_ITEMS {
+        sections.push(Section::Context {
+            text: format!(
+                "…and {} more. `/ai-exception pending` and the Waiver Home tab list them all.",
+                n - DIGEST_ITEMS
+            ),
+        });
+    }
+    Message { summary, sections }
 }

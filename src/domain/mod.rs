@@ -7,6 +7,7 @@
 
 mod content;
 mod request;
+pub mod schedule;
 
 use std::fmt;
 

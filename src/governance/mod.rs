@@ -422,6 +422,24 @@ pub struct Workflow {
 pub struct Reminders {
     /// Days before expiry at which the owner is reminded, largest first.
     pub expiry_lead_days: Vec<u32>,
+    /// When the scheduler sweeps: a 6-field cron expression with seconds, in UTC.
+    /// Transitions and reminders due between two sweeps also get a timer of their
+    /// own, so expiry happens at its instant whatever the schedule.
+    pub schedule: String,
+}
+
+impl Reminders {
+    /// Every minute, at second 0.
+    pub const DEFAULT_SCHEDULE: &'static str = "0 * * * * *";
+
+    /// Parses a schedule the way the scheduler will (seconds required, UTC).
+    pub fn parse_schedule(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(expr)
+    }
 }
 
 /// The whole, validated governance file.

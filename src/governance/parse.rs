@@ -258,14 +258,21 @@ struct RawTier {
 struct RawReminders {
     #[serde(default = "default_lead_days")]
     expiry_lead_days: Vec<i64>,
+    #[serde(default = "default_schedule")]
+    schedule: String,
 }
 
 impl Default for RawReminders {
     fn default() -> Self {
         Self {
             expiry_lead_days: default_lead_days(),
+            schedule: default_schedule(),
         }
     }
+}
+
+fn default_schedule() -> String {
+    crate::governance::Reminders::DEFAULT_SCHEDULE.into()
 }
 
 fn default_lead_days() -> Vec<i64> {
@@ -936,6 +943,16 @@ impl Validator {
             expiry_lead_days.push(d);
         }
         expiry_lead_days.sort_unstable_by(|a, b| b.cmp(a));
+        let schedule = raw.reminders.schedule.trim().to_string();
+        if let Err(e) = crate::governance::Reminders::parse_schedule(&schedule) {
+            self.err(
+                "reminders.schedule",
+                format!(
+                    "\"{schedule}\" is not a cron schedule with seconds \
+                     (sec min hour day-of-month month day-of-week, UTC): {e}"
+                ),
+            );
+        }
 
         // SLAs.
         let mut slas = BTreeMap::new();
@@ -984,7 +1001,10 @@ impl Validator {
                 thresholds,
             },
             tiers,
-            reminders: Reminders { expiry_lead_days },
+            reminders: Reminders {
+                expiry_lead_days,
+                schedule,
+            },
             slas,
         })
     }

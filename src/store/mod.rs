@@ -12,16 +12,18 @@
 
 mod audit;
 mod outbox;
+mod schedule;
 mod writer;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Once;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Connection, Row, SqlSafeStr, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Row, SqlSafeStr, Transaction};
 
 use crate::chat::Outgoing;
 use crate::domain::{
@@ -32,6 +34,10 @@ use crate::governance::{PersonId, RoleId};
 
 pub use audit::{AuditEntry, AuditRecord, Outcome, VerifyError, VerifyReport};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus, PostedCard};
+pub use schedule::{
+    DigestGroup, DigestSent, QueuedReminder, ReminderRecord, ReminderRow, ReminderStatus,
+};
+pub use writer::Scheduling;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,6 +101,8 @@ pub struct NewRequest {
     pub event: Event,
     pub audit: AuditRecord,
     pub outbox: Vec<Outgoing>,
+    /// When the scheduler first has something to do for it (its completeness SLA).
+    pub due_at: Option<Timestamp>,
 }
 
 /// What one committed change writes besides the request itself.
@@ -104,10 +112,12 @@ pub struct Change<'a> {
     pub outbox: Vec<Outgoing>,
     /// Processed at most once (Slack `event_id`, Teams activity id).
     pub idempotency_key: Option<String>,
+    /// What the scheduler is owed afterwards.
+    pub scheduling: Scheduling,
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 4] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 5] = [
         (
             1,
             "init",
@@ -131,6 +141,12 @@ fn migrator(backend: Backend) -> Migrator {
             "outbox queues",
             include_str!("../../migrations/sqlite/0004_outbox_queues.sql"),
             include_str!("../../migrations/postgres/0004_outbox_queues.sql"),
+        ),
+        (
+            5,
+            "schedule",
+            include_str!("../../migrations/sqlite/0005_schedule.sql"),
+            include_str!("../../migrations/postgres/0005_schedule.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -287,7 +303,7 @@ impl Store {
         let (job, rx) = writer::Job::create(Box::new(make), now);
         match self.writer.submit(job, rx).await? {
             writer::Done::Created(new) => Ok(*new),
-            writer::Done::Seq(_) => Err(corrupt("create", "the writer answered without a request")),
+            _ => Err(corrupt("create", "the writer answered without a request")),
         }
     }
 
@@ -303,14 +319,18 @@ impl Store {
         if after.revision != before.revision + 1 {
             return Err(corrupt("commit", "a change must move the revision by one"));
         }
-        let delta = writer::Delta::new(Some(before), after, change.event, change.audit.at)?;
+        let delta = writer::Delta::new(
+            Some(before),
+            after,
+            change.event,
+            change.audit.at,
+            &change.scheduling,
+        )?;
         let (job, rx) =
             writer::Job::change(delta, change.audit, change.outbox, change.idempotency_key);
         match self.writer.submit(job, rx).await? {
             writer::Done::Seq(seq) => Ok(seq),
-            writer::Done::Created(_) => {
-                Err(corrupt("commit", "the writer answered with a new request"))
-            }
+            _ => Err(corrupt("commit", "the writer answered with a new request")),
         }
     }
 
@@ -326,9 +346,7 @@ impl Store {
         let (job, rx) = writer::Job::record(Some(audit), outbox, idempotency_key, now);
         match self.writer.submit(job, rx).await? {
             writer::Done::Seq(seq) => Ok(seq),
-            writer::Done::Created(_) => {
-                Err(corrupt("record", "the writer answered with a new request"))
-            }
+            _ => Err(corrupt("record", "the writer answered with a new request")),
         }
     }
 
@@ -585,7 +603,62 @@ where
     .bind(id.get())
     .fetch_all(db)
     .await?;
+    assemble(id, &row, children.iter()).map(Some)
+}
 
+/// Loads many requests with two queries per chunk (the scheduler's batches).
+async fn load_requests(db: &AnyPool, ids: &[RequestId]) -> Result<Vec<ExceptionRequest>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The SQL text holds only placeholders.
+        let sql = format!(
+            "SELECT id, revision, state, requester, created_at, stage_since, renews, body \
+             FROM requests WHERE id IN ({list}) ORDER BY id"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.get());
+        }
+        let rows = q.fetch_all(db).await?;
+        let sql = format!(
+            "SELECT request_id, kind, seq, body FROM ( \
+               SELECT request_id, 'a' AS kind, version AS seq, body FROM request_versions WHERE request_id IN ({list}) \
+               UNION ALL SELECT request_id, 'b', seq, body FROM reviews WHERE request_id IN ({list}) \
+               UNION ALL SELECT request_id, 'c', seq, body FROM assessments WHERE request_id IN ({list}) \
+               UNION ALL SELECT request_id, 'd', seq, body FROM comments WHERE request_id IN ({list}) \
+               UNION ALL SELECT request_id, 'e', seq, body FROM decisions WHERE request_id IN ({list}) \
+               UNION ALL SELECT request_id, 'f', condition_id, body FROM conditions WHERE request_id IN ({list}) \
+               UNION ALL SELECT request_id, 'g', seq, body FROM attestations WHERE request_id IN ({list}) \
+             ) AS children ORDER BY request_id, kind, seq"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id.get());
+        }
+        let children = q.fetch_all(db).await?;
+        let mut by_id: HashMap<i64, Vec<&sqlx::any::AnyRow>> = HashMap::new();
+        for c in &children {
+            by_id.entry(c.try_get("request_id")?).or_default().push(c);
+        }
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let kids = by_id.remove(&id).unwrap_or_default();
+            out.push(assemble(RequestId::new(id), row, kids.into_iter())?);
+        }
+    }
+    Ok(out)
+}
+
+/// A request from its row and its records' rows (`kind`, `body`, in order).
+fn assemble<'r>(
+    id: RequestId,
+    row: &sqlx::any::AnyRow,
+    children: impl Iterator<Item = &'r sqlx::any::AnyRow>,
+) -> Result<ExceptionRequest> {
     let mut versions: Vec<Version> = Vec::new();
     let mut reviews: Vec<Review> = Vec::new();
     let mut assessments: Vec<Assessment> = Vec::new();
@@ -593,7 +666,7 @@ where
     let mut votes: Vec<Vote> = Vec::new();
     let mut conditions: Vec<Condition> = Vec::new();
     let mut attestations: Vec<Attestation> = Vec::new();
-    for child in &children {
+    for child in children {
         let kind: &str = child.try_get("kind")?;
         let body: &str = child.try_get("body")?;
         match kind {
@@ -612,7 +685,7 @@ where
     }
     let state: &str = row.try_get("state")?;
     let body: RequestBody = parse("request body", row.try_get::<&str, _>("body")?)?;
-    Ok(Some(ExceptionRequest {
+    Ok(ExceptionRequest {
         id,
         revision: row.try_get::<i64, _>("revision")? as u64,
         state: State::parse(state).ok_or_else(|| corrupt("state", state))?,
@@ -631,5 +704,5 @@ where
         conditions,
         attestations,
         closure: body.closure,
-    }))
+    })
 }

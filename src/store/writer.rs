@@ -75,7 +75,10 @@ const REQUESTS: Table = Table {
         "monitoring_owner",
         "body",
         "ai_system_key",
+        "due_at",
     ],
+    // `due_at` keeps an earlier instant the scheduler has not handled yet (it moves it
+    // on itself after a sweep); it is cleared when nothing can be due any more.
     suffix: " ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, state = excluded.state, \
         version = excluded.version, requester = excluded.requester, business_owner = excluded.business_owner, \
         title = excluded.title, ai_system = excluded.ai_system, policy_id = excluded.policy_id, \
@@ -83,7 +86,10 @@ const REQUESTS: Table = Table {
         renews = excluded.renews, created_at = excluded.created_at, updated_at = excluded.updated_at, \
         stage_since = excluded.stage_since, starts_at = excluded.starts_at, expires_at = excluded.expires_at, \
         next_review_at = excluded.next_review_at, monitoring_owner = excluded.monitoring_owner, \
-        body = excluded.body, ai_system_key = excluded.ai_system_key \
+        body = excluded.body, ai_system_key = excluded.ai_system_key, \
+        due_at = CASE WHEN excluded.due_at IS NULL THEN NULL \
+          WHEN requests.due_at IS NOT NULL AND requests.due_at < excluded.due_at THEN requests.due_at \
+          ELSE excluded.due_at END \
         WHERE requests.revision = excluded.revision - 1 RETURNING id",
 };
 const VERSIONS: Table = Table {
@@ -174,6 +180,21 @@ const ATTESTATIONS: Table = Table {
     ],
     suffix: "",
 };
+pub(super) const REMINDERS: Table = Table {
+    name: "reminders",
+    columns: &[
+        "key",
+        "request_id",
+        "platform",
+        "target",
+        "due_at",
+        "created_at",
+        "status",
+        "sent_at",
+        "body",
+    ],
+    suffix: " ON CONFLICT (key) DO NOTHING RETURNING key",
+};
 const IDEMPOTENCY: Table = Table {
     name: "idempotency",
     columns: &["key", "created_at"],
@@ -240,9 +261,19 @@ pub(super) struct Delta {
     records: Vec<(&'static Table, Vec<Bind>)>,
 }
 
+/// What the scheduler is owed by a request as it commits.
+#[derive(Clone, Debug, Default)]
+pub struct Scheduling {
+    /// When the scheduler next has something to do for the request.
+    pub due_at: Option<Timestamp>,
+    /// Reminders queued for the next digest (the scheduler's transitions tell people
+    /// in digests, never one message per item).
+    pub reminders: Vec<super::schedule::ReminderRow>,
+}
+
 /// Scheduling columns are set only while they matter, so the partial indexes hold
 /// only live rows.
-fn request_row(r: &ExceptionRequest, now: Timestamp) -> Vec<Bind> {
+fn request_row(r: &ExceptionRequest, now: Timestamp, due_at: Option<Timestamp>) -> Vec<Bind> {
     let c = r.content();
     let body = json(&RequestBody {
         required_roles: r.required_roles.clone(),
@@ -278,6 +309,11 @@ fn request_row(r: &ExceptionRequest, now: Timestamp) -> Vec<Bind> {
         Bind::OptText(grant.map(|g| g.monitoring_owner.to_string())),
         Bind::Text(body),
         Bind::Text(system_key(&c.ai_system)),
+        Bind::OptInt(
+            due_at
+                .filter(|_| !r.state.is_terminal())
+                .map(Timestamp::millis),
+        ),
     ]
 }
 
@@ -289,6 +325,7 @@ impl Delta {
         after: &ExceptionRequest,
         event: &Event,
         now: Timestamp,
+        scheduling: &Scheduling,
     ) -> Result<Self> {
         let id = after.id.get();
         let skip = |len: fn(&ExceptionRequest) -> usize| before.map(len).unwrap_or(0);
@@ -431,8 +468,11 @@ impl Delta {
                 ],
             ));
         }
+        for r in &scheduling.reminders {
+            records.push((&REMINDERS, r.binds(now)));
+        }
         Ok(Self {
-            request: request_row(after, now),
+            request: request_row(after, now, scheduling.due_at),
             id,
             records,
         })
@@ -454,12 +494,15 @@ enum Work {
     Record,
     /// The outcomes of delivery attempts (see `outbox::write_outcomes`).
     Delivered(Vec<(super::outbox::Claimed, super::outbox::Finish)>),
+    /// Queued reminders to send, one digest per address (see `schedule::write_digests`).
+    Digest(Vec<super::schedule::DigestGroup>),
 }
 
 /// What a finished job answers.
 pub(super) enum Done {
     Seq(u64),
     Created(Box<NewRequest>),
+    Digests(Vec<super::schedule::DigestSent>),
 }
 
 pub(super) struct Job {
@@ -519,6 +562,24 @@ impl Job {
         (
             Self {
                 work: Work::Delivered(results),
+                audit: None,
+                outbox: Vec::new(),
+                key: None,
+                now,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    pub(super) fn digest(
+        groups: Vec<super::schedule::DigestGroup>,
+        now: Timestamp,
+    ) -> (Self, oneshot::Receiver<Result<Done>>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Self {
+                work: Work::Digest(groups),
                 audit: None,
                 outbox: Vec::new(),
                 key: None,
@@ -680,7 +741,7 @@ async fn attempt(
             (Work::Change { delta, .. }, _) => (delta.id, delta.request.clone()),
             (Work::Create(_), Some(new)) => (
                 new.request.id.get(),
-                request_row(&new.request, batch[i].now),
+                request_row(&new.request, batch[i].now, new.due_at),
             ),
             _ => continue,
         };
@@ -730,7 +791,14 @@ async fn attempt(
         let records: Vec<(&'static Table, Vec<Bind>)> = match (&batch[*i].work, created.get(i)) {
             (Work::Change { delta, .. }, _) => delta.records.clone(),
             (Work::Create(_), Some(new)) => {
-                Delta::new(None, &new.request, &new.event, batch[*i].now)?.records
+                Delta::new(
+                    None,
+                    &new.request,
+                    &new.event,
+                    batch[*i].now,
+                    &Scheduling::default(),
+                )?
+                .records
             }
             _ => Vec::new(),
         };
@@ -745,6 +813,20 @@ async fn attempt(
         insert(&mut tx, table, rows).await?;
     }
 
+    // 4b. Digests: the queued reminders they send are marked sent here, so a reminder
+    //     that another replica sent meanwhile (no longer queued) is not sent again.
+    let mut digest_out: HashMap<usize, Vec<Outgoing>> = HashMap::new();
+    let mut digest_audits: Vec<(usize, AuditRecord)> = Vec::new();
+    let mut digests_sent: HashMap<usize, Vec<super::schedule::DigestSent>> = HashMap::new();
+    for i in &winners {
+        if let Work::Digest(groups) = &batch[*i].work {
+            let written = super::schedule::write_digests(&mut tx, groups, batch[*i].now).await?;
+            digest_out.insert(*i, written.outbox);
+            digest_audits.extend(written.audits.into_iter().map(|a| (*i, a)));
+            digests_sent.insert(*i, written.sent);
+        }
+    }
+
     // 5. The winners' outgoing messages and their conversations' queues.
     let mut outbox_rows = Vec::new();
     for i in &winners {
@@ -752,7 +834,8 @@ async fn attempt(
             Some(new) => &new.outbox,
             None => &batch[*i].outbox,
         };
-        for m in messages {
+        let digests = digest_out.get(i).map(Vec::as_slice).unwrap_or_default();
+        for m in messages.iter().chain(digests) {
             let now = batch[*i].now.millis();
             outbox_rows.push(vec![
                 Bind::Int(now),
@@ -809,7 +892,11 @@ async fn attempt(
             record.map(|r| (*i, r))
         })
         .collect();
-    let audits: Vec<(usize, AuditRecord)> = audits.into_iter().chain(delivery_audits).collect();
+    let audits: Vec<(usize, AuditRecord)> = audits
+        .into_iter()
+        .chain(delivery_audits)
+        .chain(digest_audits)
+        .collect();
     let mut seqs: HashMap<usize, u64> = HashMap::new();
     if !audits.is_empty() {
         let (rows, assigned) =
@@ -824,9 +911,10 @@ async fn attempt(
 
     for i in winners {
         let seq = seqs.get(&i).copied().unwrap_or_default();
-        outcome[i] = Some(Ok(match created.remove(&i) {
-            Some(new) => Done::Created(Box::new(new)),
-            None => Done::Seq(seq),
+        outcome[i] = Some(Ok(match (created.remove(&i), digests_sent.remove(&i)) {
+            (Some(new), _) => Done::Created(Box::new(new)),
+            (None, Some(sent)) => Done::Digests(sent),
+            (None, None) => Done::Seq(seq),
         }));
     }
     Ok(outcome

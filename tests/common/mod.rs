@@ -15,6 +15,8 @@ use waiver::governance::{self, Governance, PersonId};
 use waiver::service::Service;
 use waiver::store::Store;
 
+pub mod flow;
+
 pub const SHIPPED: &str = include_str!("../../manifests/governance.toml");
 
 pub fn gov() -> Arc<Governance> {
@@ -231,6 +233,7 @@ impl App {
             db,
             waiver::app::Options {
                 delivery: fast_delivery(),
+                no_scheduler: true,
                 ..Default::default()
             },
         )
