@@ -145,7 +145,7 @@ impl Service {
                             ));
                         }
                     } else {
-                        report.skipped += 1;
+                        report.skipped += item_rows.len();
                     }
                     rows.extend(item_rows);
                 }

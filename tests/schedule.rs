@@ -1,0 +1,498 @@
+//! Step 7 on both databases: time moves only through `sweep(now)`, never by sleeping.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::flow::{Flow, approve, day, feedback};
+use common::{SHIPPED, TestDb, now, p, uid};
+use waiver::chat::{Address, Outgoing, Section};
+use waiver::domain::{
+    Action, Actor, AttestationAnswer, ConditionSpec, RequestId, State, Terms, Timestamp,
+};
+use waiver::governance;
+use waiver::service::{Acted, Attempt, Service, Submitted, SweepReport};
+use waiver::store::ReminderStatus;
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+fn ms(t: Timestamp, delta: i64) -> Timestamp {
+    Timestamp::from_millis(t.millis() + delta)
+}
+
+/// The digests a sweep queued: address target → the items' texts.
+fn digests(report: &SweepReport) -> HashMap<String, Vec<String>> {
+    report
+        .digests
+        .iter()
+        .map(|d| {
+            let texts = d
+                .message
+                .sections
+                .iter()
+                .filter_map(|s| match s {
+                    Section::Text { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .collect();
+            (d.to.target(), texts)
+        })
+        .collect()
+}
+
+fn buttons(report: &SweepReport, target: &str) -> Vec<String> {
+    report
+        .digests
+        .iter()
+        .filter(|d| d.to.target() == target)
+        .flat_map(|d| d.message.sections.iter())
+        .filter_map(|s| match s {
+            Section::Actions { buttons } => Some(buttons.iter().map(|b| b.label.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn dm(person: &str) -> String {
+    format!("@{}", uid(person))
+}
+
+/// Medium tier (ai-governance-lead approves; review every 90 days), one condition for
+/// kenji.watanabe due 2026-12-15, valid until 2027-08-01 (expires 2027-08-02T00:00Z).
+async fn approved(svc: Service) -> Flow {
+    let flow = Flow::file(svc).await;
+    flow.assessed(3, 3).await;
+    flow.act("julia.schmidt", feedback()).await;
+    flow.act("kenji.watanabe", feedback()).await;
+    let mut action = approve(vec![ConditionSpec {
+        text: "Enable SSO".into(),
+        owner: p("kenji.watanabe"),
+        due: day("2026-12-15"),
+    }]);
+    if let Action::Approve { terms, .. } = &mut action {
+        *terms = Terms {
+            expiry: day("2027-08-01"),
+            ..terms.clone()
+        };
+    }
+    let r = flow.act("hannah.berg", action).await;
+    assert_eq!(r.state, State::Approved);
+    flow
+}
+
+async fn sweep(svc: &Service, t: &str) -> SweepReport {
+    svc.sweep(at(t), false).await.unwrap()
+}
+
+fn nothing(report: &SweepReport) -> bool {
+    report.transitions.is_empty() && report.reminders.is_empty() && report.digests.is_empty()
+}
+
+both!(
+    stage_sla_reminds_at_half_then_escalates_once,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = Flow::file(svc.clone()).await; // filed 2026-11-24T10:00Z, SLA 24 h
+        let intake = svc
+            .governance()
+            .role(&waiver::governance::RoleId::new("ai-intake"))
+            .and_then(|r| r.channels.slack.clone())
+            .unwrap();
+        assert!(nothing(&sweep(&svc, "2026-11-24T21:59:59Z").await));
+
+        let half = sweep(&svc, "2026-11-24T22:00:00Z").await;
+        let d = digests(&half);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[&intake][0].contains("AIX-0001") && d[&intake][0].contains("due by"));
+        assert!(nothing(&sweep(&svc, "2026-11-24T22:00:00Z").await), "once");
+        assert!(nothing(&sweep(&svc, "2026-11-25T09:00:00Z").await));
+
+        let over = sweep(&svc, "2026-11-25T10:00:00Z").await;
+        let d = digests(&over);
+        assert!(d[&intake][0].contains("overdue"), "{d:?}");
+        let lead = svc
+            .governance()
+            .role(&waiver::governance::RoleId::new("ai-governance-lead"))
+            .and_then(|r| r.channels.slack.clone())
+            .unwrap();
+        assert!(d[&lead][0].starts_with("Escalation: AIX-0001"), "{d:?}");
+        assert!(nothing(&sweep(&svc, "2026-11-26T10:00:00Z").await), "once");
+
+        // Acting ends the stage: the next stage has its own clock.
+        flow.act("noah.fischer", Action::MarkComplete).await;
+        let audit = svc.store.audit_of(flow.id).await.unwrap();
+        assert!(!audit.is_empty());
+        let reminders = svc.store.reminders(Some(flow.id)).await.unwrap();
+        assert_eq!(reminders.len(), 3);
+        assert!(reminders.iter().all(|r| r.status == ReminderStatus::Sent));
+    }
+);
+
+both!(
+    conditions_review_and_expiry_happen_on_time_and_once,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = approved(svc.clone()).await;
+        let kenji = dm("kenji.watanabe");
+        let marcus = dm("marcus.webb");
+        let james = dm("james.carter");
+
+        // Condition due on its date, overdue the day after (owner + approvers).
+        assert!(nothing(&sweep(&svc, "2026-12-14T23:59:59Z").await));
+        let due = sweep(&svc, "2026-12-15T00:00:00Z").await;
+        assert!(digests(&due)[&kenji][0].contains("condition 1 \"Enable SSO\" is due today"));
+        assert_eq!(buttons(&due, &kenji), ["Mark 1 done"]);
+        assert!(nothing(&sweep(&svc, "2026-12-15T12:00:00Z").await));
+        let over = sweep(&svc, "2026-12-16T00:00:00Z").await;
+        let d = digests(&over);
+        assert!(d[&kenji][0].contains("is overdue"), "{d:?}");
+        assert!(
+            d.values()
+                .flatten()
+                .any(|t| t.starts_with("Escalation: AIX-0001")
+                    && t.contains("(owner Kenji Watanabe)")),
+            "{d:?}"
+        );
+        assert!(nothing(&sweep(&svc, "2026-12-16T00:00:00Z").await));
+
+        // Marking it done activates the exception (its start has passed).
+        let seen = flow.request().await.version();
+        let acted = svc
+            .act(
+                Attempt::new(
+                    Actor::Person(p("kenji.watanabe")),
+                    flow.id,
+                    seen,
+                    Action::CompleteCondition { condition: 1 },
+                ),
+                at("2026-12-16T09:00:00Z"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(acted, Acted::Applied { .. }));
+        assert_eq!(flow.request().await.state, State::Active);
+
+        // Review due on the tier's cadence (90 days after the decision).
+        let review_at = flow.request().await.grant.unwrap().next_review_at.unwrap();
+        assert_eq!(review_at, at("2027-02-22T10:00:00Z"));
+        assert!(nothing(&svc.sweep(ms(review_at, -1), false).await.unwrap()));
+        let review = svc.sweep(review_at, false).await.unwrap();
+        assert_eq!(review.transitions, vec![(flow.id, "mark_review_due")]);
+        assert_eq!(flow.request().await.state, State::ReviewDue);
+        assert_eq!(
+            buttons(&review, &marcus),
+            ["Still needed", "Changed…", "No longer needed"]
+        );
+        assert!(nothing(&svc.sweep(review_at, false).await.unwrap()));
+
+        // Still needed: the next review moves on by the cadence from the attestation.
+        let attested = at("2027-02-23T09:00:00Z");
+        let seen = flow.request().await.version();
+        svc.act(
+            Attempt::new(
+                Actor::Person(p("marcus.webb")),
+                flow.id,
+                seen,
+                Action::Attest {
+                    answer: AttestationAnswer::StillNeeded,
+                    note: String::new(),
+                },
+            ),
+            attested,
+        )
+        .await
+        .unwrap();
+        let r = flow.request().await;
+        assert_eq!(r.state, State::Active);
+        assert_eq!(
+            r.grant.as_ref().unwrap().next_review_at,
+            Some(attested.plus_days(90))
+        );
+        assert!(nothing(&sweep(&svc, "2027-05-24T08:59:59Z").await));
+        let second = sweep(&svc, "2027-05-24T09:00:00Z").await;
+        assert_eq!(second.transitions, vec![(flow.id, "mark_review_due")]);
+        let seen = flow.request().await.version();
+        svc.act(
+            Attempt::new(
+                Actor::Person(p("marcus.webb")),
+                flow.id,
+                seen,
+                Action::Attest {
+                    answer: AttestationAnswer::StillNeeded,
+                    note: "still used".into(),
+                },
+            ),
+            at("2027-05-24T10:00:00Z"),
+        )
+        .await
+        .unwrap();
+
+        // Expiry reminders at 30, 7 and 1 days, to the owner and the requester.
+        let expires = r.grant.as_ref().unwrap().expires_at;
+        assert_eq!(expires, at("2027-08-02T00:00:00Z"));
+        for (when, days) in [
+            ("2027-07-03T00:00:00Z", "30 days"),
+            ("2027-07-26T00:00:00Z", "7 days"),
+            ("2027-08-01T00:00:00Z", "1 day,"),
+        ] {
+            assert!(nothing(&svc.sweep(ms(at(when), -1), false).await.unwrap()));
+            let lead = sweep(&svc, when).await;
+            let d = digests(&lead);
+            assert!(
+                d[&marcus][0].contains(&format!("expires in {days}")),
+                "{d:?}"
+            );
+            assert!(
+                d[&james][0].contains(&format!("expires in {days}")),
+                "{d:?}"
+            );
+            assert_eq!(buttons(&lead, &marcus), ["Renew…"]);
+            assert!(nothing(&sweep(&svc, when).await), "once");
+        }
+
+        // Expiry at the exact instant, not a millisecond before.
+        assert!(nothing(&svc.sweep(ms(expires, -1), false).await.unwrap()));
+        assert_eq!(flow.request().await.state, State::Active);
+        let expiry = svc.sweep(expires, false).await.unwrap();
+        assert_eq!(expiry.transitions, vec![(flow.id, "expire")]);
+        let r = flow.request().await;
+        assert_eq!(r.state, State::Expired);
+        assert_eq!(r.closure.as_ref().unwrap().at, expires);
+        let d = digests(&expiry);
+        assert!(d[&marcus][0].contains("has expired"), "{d:?}");
+        assert!(d[&james][0].contains("has expired"), "{d:?}");
+        // The affected department's channel is told, and the checklist card updated.
+        let outbox = svc.store.outbox().await.unwrap();
+        let announced = outbox.iter().any(|o| {
+            let m: &Outgoing = &o.outgoing;
+            matches!(m.to, Address::Channel { .. })
+                && m.card.is_none()
+                && m.message
+                    .summary
+                    .contains("has expired and may no longer be used")
+        });
+        assert!(announced);
+        assert!(nothing(
+            &svc.sweep(expires.plus_days(400), false).await.unwrap()
+        ));
+        assert!(svc.store.verify_audit().await.unwrap().is_ok());
+    }
+);
+
+both!(
+    catch_up_after_downtime_reminds_once_in_one_digest,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = approved(svc.clone()).await;
+        let seen = flow.request().await.version();
+        svc.act(
+            Attempt::new(
+                Actor::Person(p("kenji.watanabe")),
+                flow.id,
+                seen,
+                Action::CompleteCondition { condition: 1 },
+            ),
+            now(),
+        )
+        .await
+        .unwrap();
+        // No sweep ran for eight months: the review fell due and all three expiry
+        // lead times passed.
+        let report = sweep(&svc, "2027-08-01T12:00:00Z").await;
+        assert_eq!(report.transitions, vec![(flow.id, "mark_review_due")]);
+        let marcus = dm("marcus.webb");
+        let d = digests(&report);
+        let items = &d[&marcus];
+        assert_eq!(items.len(), 2, "one review, one expiry reminder: {items:?}");
+        assert!(items.iter().any(|t| t.contains("periodic review")));
+        assert!(items.iter().any(|t| t.contains("expires in 1 day")));
+        assert_eq!(
+            report
+                .digests
+                .iter()
+                .filter(|x| x.to.target() == marcus)
+                .count(),
+            1,
+            "one message per recipient"
+        );
+        assert_eq!(report.skipped, 4, "30- and 7-day reminders, for two people");
+        assert!(nothing(&sweep(&svc, "2027-08-01T12:00:01Z").await));
+    }
+);
+
+both!(
+    a_renewal_is_a_linked_request_that_is_reviewed_again,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = approved(svc.clone()).await;
+        let renewal = match svc
+            .submit(&p("james.carter"), &common::form(), Some(flow.id), now())
+            .await
+            .unwrap()
+        {
+            Submitted::Filed(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(renewal.renews, Some(flow.id));
+        assert_eq!(renewal.state, State::Submitted, "the full review again");
+        assert!(renewal.grant.is_none());
+        let outbox = svc.store.outbox().await.unwrap();
+        assert!(
+            outbox.iter().any(|o| o
+                .outgoing
+                .card
+                .as_deref()
+                .is_some_and(|k| k.starts_with(&format!("{}/completeness", renewal.id)))),
+            "its completeness card is posted"
+        );
+        // Someone unrelated cannot renew it.
+        let refused = svc
+            .submit(&p("lucia.romero"), &common::form(), Some(flow.id), now())
+            .await
+            .unwrap();
+        assert!(matches!(refused, Submitted::Refused(_)));
+    }
+);
+
+both!(
+    a_policy_version_bump_moves_exactly_the_affected_exceptions,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let a = approved(svc.clone()).await; // aiup 2026.2, approved
+        let b = approved(svc.clone()).await;
+        let pending = Flow::file(svc.clone()).await; // aiup, not yet decided
+        let withdrawn = Flow::file(svc.clone()).await;
+        withdrawn
+            .act(
+                "james.carter",
+                Action::Withdraw {
+                    reason: "not needed".into(),
+                },
+            )
+            .await;
+        assert!(
+            svc.reassess_policies(now(), false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let bumped = SHIPPED.replacen("version = \"2026.2\"", "version = \"2027.1\"", 1);
+        assert_ne!(bumped, SHIPPED);
+        let gov = Arc::new(governance::parse(&bumped).unwrap());
+        let svc2 = Service::new(db.store().await, gov);
+        let preview = svc2.reassess_policies(now(), true).await.unwrap();
+        assert_eq!(preview, vec![a.id, b.id]);
+        assert_eq!(a.request().await.state, State::Approved, "dry run");
+        let moved = svc2.reassess_policies(now(), false).await.unwrap();
+        assert_eq!(moved, vec![a.id, b.id]);
+        for f in [&a, &b] {
+            let r = f.request().await;
+            assert_eq!(r.state, State::ReassessmentRequired);
+            assert_eq!(r.content().policy_version, "2027.1");
+            assert_eq!(r.versions.len(), 2, "history kept");
+        }
+        assert_eq!(pending.request().await.state, State::Submitted);
+        assert_eq!(withdrawn.request().await.state, State::Withdrawn);
+        // Assessors are asked again; the owner hears in a digest.
+        let outbox = svc.store.outbox().await.unwrap();
+        let assess_cards = outbox
+            .iter()
+            .filter(|o| {
+                o.outgoing.card.as_deref().is_some_and(|k| {
+                    k.starts_with(&format!("{}/assess/", a.id)) && k.contains("/v2@")
+                })
+            })
+            .count();
+        assert!(assess_cards >= 2, "risk and security asked again");
+        let marcus = dm("marcus.webb");
+        let told = svc
+            .store
+            .reminders(Some(a.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|r| r.target == marcus && r.summary.contains("needs reassessment"));
+        assert!(told);
+        // Loading the file again changes nothing more.
+        assert!(
+            svc2.reassess_policies(now(), false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
+
+both!(
+    two_replicas_sweeping_the_same_due_set_act_once,
+    |db: TestDb| async move {
+        let one = db.service().await;
+        let two = Service::new(db.store().await, one.governance().clone());
+        let mut ids: Vec<RequestId> = Vec::new();
+        for _ in 0..6 {
+            let f = approved(one.clone()).await;
+            ids.push(f.id);
+        }
+        for _ in 0..10 {
+            ids.push(Flow::file(one.clone()).await.id);
+        }
+        // Both replicas sweep the same instants concurrently: SLA reminders and
+        // escalations for the pending ones, condition reminders, then expiry.
+        let mut sent: Vec<String> = Vec::new();
+        let mut transitions = 0;
+        for t in [
+            "2026-11-24T22:00:00Z",
+            "2026-11-26T00:00:00Z",
+            "2026-12-15T00:00:00Z",
+            "2026-12-16T00:00:00Z",
+            "2027-07-03T00:00:00Z",
+            "2027-08-02T00:00:00Z",
+        ] {
+            let (a, b) = tokio::join!(one.sweep(at(t), false), two.sweep(at(t), false));
+            for r in [a.unwrap(), b.unwrap()] {
+                transitions += r.transitions.len();
+                for d in r.digests {
+                    sent.extend(d.keys);
+                }
+            }
+        }
+        let mut unique = sent.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), sent.len(), "no reminder sent twice");
+        let stored = one.store.reminders(None).await.unwrap();
+        let queued_or_sent = stored
+            .iter()
+            .filter(|r| r.status != ReminderStatus::Skipped)
+            .count();
+        assert_eq!(sent.len(), queued_or_sent, "every reminder sent, once");
+        assert!(stored.iter().all(|r| r.status != ReminderStatus::Queued));
+        assert_eq!(transitions, 6, "each approved exception expired once");
+        let audits = one.store.audit_of(ids[0]).await.unwrap();
+        assert_eq!(
+            audits
+                .iter()
+                .filter(|e| e.action == "expire" && e.outcome == waiver::store::Outcome::Applied)
+                .count(),
+            1
+        );
+        assert!(one.store.verify_audit().await.unwrap().is_ok());
+    }
+);
+
+both!(a_dry_run_changes_nothing, |db: TestDb| async move {
+    let svc = db.service().await;
+    let flow = approved(svc.clone()).await;
+    let outbox = svc.store.outbox().await.unwrap().len();
+    let dry = svc.sweep(at("2027-08-02T00:00:00Z"), true).await.unwrap();
+    assert_eq!(dry.transitions, vec![(flow.id, "expire")]);
+    assert!(dry.render().contains("would apply expire"));
+    assert_eq!(flow.request().await.state, State::Approved);
+    assert_eq!(svc.store.outbox().await.unwrap().len(), outbox);
+    assert!(svc.store.reminders(None).await.unwrap().is_empty());
+});
