@@ -560,11 +560,10 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
     .await?;
     d.show().await?;
 
-    // 7. Monitoring and review is driven by the scheduler; here, what it knows.
+    // 7. Monitoring and review: the scheduler's sweeps, with time moved forward.
     d.step("7 · Monitoring and review");
-    let request = d
-        .running
-        .service
+    let svc = d.running.service.clone();
+    let request = svc
         .store
         .load(crate::domain::RequestId::new(1))
         .await?
@@ -574,9 +573,31 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
         request.state.label().to_lowercase(),
         crate::chat::plan::waiting_for(&d.gov, &request)
     ));
-    d.say(
-        "Run `waiver sweep --at <instant>` on this database to see reminders, reviews and expiry.",
-    );
+    let grant = request.grant.clone().context("AIX-0001 has no grant")?;
+    let mut instants = Vec::new();
+    if let Some(review) = grant.next_review_at {
+        instants.push(("the review falls due", review));
+    }
+    if let Some(lead) = d.gov.reminders.expiry_lead_days.last() {
+        instants.push((
+            "the last expiry reminder",
+            crate::domain::Timestamp::from_millis(
+                grant.expires_at.millis() - i64::from(*lead) * 86_400_000,
+            ),
+        ));
+    }
+    instants.push(("the exception reaches its expiry", grant.expires_at));
+    instants.sort_by_key(|(_, t)| *t);
+    for (what, at) in instants {
+        let report = svc.sweep(at, false).await?;
+        d.say(format!(
+            "waiver sweep --at {at} ({what}): {} transition(s), {} reminder(s) in {} digest(s)",
+            report.transitions.len(),
+            report.reminders.len(),
+            report.digests.len()
+        ));
+        d.show().await?;
+    }
 
     // The audit trail.
     d.step("Audit trail");

@@ -55,6 +55,12 @@ fn check_names_the_exact_wrong_field() {
     let cases: &[(&str, &str, &str, &str)] = &[
         // (find, replace with, field named, reason contains)
         (
+            "schedule = \"0 */5 * * * *\"",
+            "schedule = \"every five minutes\"",
+            "reminders.schedule",
+            "is not a cron schedule",
+        ),
+        (
             "approvers = [\"ai-governance-board\", \"ciso\"]",
             "approvers = [\"ai-governance-board\", \"cisoo\"]",
             "tiers.high.approvers[1]",
@@ -438,6 +444,56 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let (code, _, err) = run(waiver().arg("frobnicate"));
     assert_eq!(code, 2);
     assert!(err.contains("unrecognized subcommand"), "{err}");
+}
+
+#[tokio::test]
+async fn sweep_previews_then_acts_once_as_of_the_given_instant() {
+    let (db, id) = populated().await; // low tier, valid until 2027-02-22
+    let sweep = |at: &str, dry: bool| {
+        let mut cmd = waiver();
+        cmd.args(["sweep", "--at", at])
+            .env("WAIVER_DATABASE_URL", &db.url);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        run(&mut cmd)
+    };
+    // Half a day before expiry: all three reminder lead times have passed unswept.
+    let eve = "2027-02-22T12:00:00Z";
+    for _ in 0..2 {
+        let (code, out, err) = sweep(eve, true);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("would remind @"), "{out}");
+        assert!(out.contains("expires in 1 day"), "{out}");
+        assert!(out.contains("would be skipped"), "{out}");
+    }
+    let (code, out, err) = sweep(eve, false);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reminder queued for @"), "{out}");
+    assert!(out.contains("digest to @"), "{out}");
+    let (code, out, _) = sweep(eve, false);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing due"), "once: {out}");
+
+    let expiry = "2027-02-23T00:00:00Z";
+    let (code, out, err) = sweep(expiry, true);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{id}: would apply expire")), "{out}");
+    let (code, out, err) = sweep(expiry, false);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{id}: applied expire")), "{out}");
+    assert!(
+        out.contains("digest to @"),
+        "owner and requester told: {out}"
+    );
+    let (_, out, _) = sweep(expiry, false);
+    assert!(out.contains("nothing due"), "once: {out}");
+
+    let (code, _, err) = run(waiver()
+        .args(["sweep", "--at", "next tuesday"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 1);
+    assert!(err.contains("is not an RFC 3339 instant"), "{err}");
 }
 
 #[test]

@@ -50,6 +50,22 @@ impl Address {
             Address::Ephemeral { channel, user } => format!("{channel}/@{user}"),
         }
     }
+
+    /// The address a [`target`](Self::target) string names.
+    pub fn from_target(target: &str) -> Self {
+        match target.split_once("/@") {
+            Some((channel, user)) => Address::Ephemeral {
+                channel: channel.into(),
+                user: user.into(),
+            },
+            None => match target.strip_prefix('@') {
+                Some(user) => Address::Direct { user: user.into() },
+                None => Address::Channel {
+                    channel: target.into(),
+                },
+            },
+        }
+    }
 }
 
 /// Buttons' visual weight.

@@ -1182,11 +1182,12 @@ pub fn reminder(gov: &Governance, r: &ExceptionRequest, what: &Reminder) -> Mess
     }
 }
 
-/// One message listing a recipient's due items (never one message per item).
-pub fn digest(items: &[Message]) -> Message {
-    let n = items.len();
+/// One message listing a recipient's `total` due items (never one message per item);
+/// `items` holds the first of them (up to [`DIGEST_ITEMS`]), shown in full.
+pub fn digest(items: &[Message], total: usize) -> Message {
+    let n = total.max(items.len());
     let summary = match items {
-        [one] => one.summary.clone(),
+        [one] if n == 1 => one.summary.clone(),
         _ => format!("Waiver: {n} reminders"),
     };
     let mut sections = vec![Section::Heading {

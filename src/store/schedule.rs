@@ -159,12 +159,12 @@ pub(super) async fn write_digests(
         sent: Vec::new(),
     };
     for g in groups {
-        let mut got: HashMap<String, Message> = HashMap::new();
+        let mut sent: HashSet<String> = HashSet::new();
         for chunk in g.keys.chunks(400) {
             // The SQL text holds only placeholders.
             let sql = format!(
                 "UPDATE reminders SET status = 'sent', sent_at = $1 \
-                 WHERE status = 'queued' AND key IN ({}) RETURNING key, body",
+                 WHERE status = 'queued' AND key IN ({}) RETURNING key",
                 placeholders(2, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
@@ -172,21 +172,35 @@ pub(super) async fn write_digests(
                 q = q.bind(k.clone());
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let body: Body = parse("reminder", row.try_get::<&str, _>("body")?)?;
-                got.insert(row.try_get("key")?, body.message);
+                sent.insert(row.try_get("key")?);
             }
         }
         let keys: Vec<String> = g
             .keys
             .iter()
-            .filter(|k| got.contains_key(*k))
+            .filter(|k| sent.contains(*k))
             .cloned()
             .collect();
         if keys.is_empty() {
             continue;
         }
-        let items: Vec<Message> = keys.iter().filter_map(|k| got.remove(k)).collect();
-        let message = crate::chat::plan::digest(&items);
+        // A digest shows its first items in full and counts the rest: read only those.
+        let shown = &keys[..keys.len().min(crate::chat::plan::DIGEST_ITEMS)];
+        let sql = format!(
+            "SELECT key, body FROM reminders WHERE key IN ({})",
+            placeholders(1, shown.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for k in shown {
+            q = q.bind(k.clone());
+        }
+        let mut bodies: HashMap<String, Message> = HashMap::new();
+        for row in q.fetch_all(&mut *conn).await? {
+            let body: Body = parse("reminder", row.try_get::<&str, _>("body")?)?;
+            bodies.insert(row.try_get("key")?, body.message);
+        }
+        let items: Vec<Message> = shown.iter().filter_map(|k| bodies.remove(k)).collect();
+        let message = crate::chat::plan::digest(&items, keys.len());
         written.outbox.push(Outgoing {
             request: None,
             platform: g.platform,
@@ -328,7 +342,7 @@ impl Store {
     /// Reminders waiting for a digest, grouped by address in due order.
     pub async fn queued_reminders(&self, limit: i64) -> Result<Vec<QueuedReminder>> {
         let rows = sqlx::query(
-            "SELECT key, platform, body FROM reminders WHERE status = 'queued' \
+            "SELECT key, platform, target FROM reminders WHERE status = 'queued' \
              ORDER BY platform, target, due_at, key LIMIT $1",
         )
         .bind(limit)
@@ -336,11 +350,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let body: Body = parse("reminder", r.try_get::<&str, _>("body")?)?;
                 Ok(QueuedReminder {
                     key: r.try_get("key")?,
                     platform: platform(r.try_get("platform")?)?,
-                    to: body.to,
+                    to: Address::from_target(r.try_get("target")?),
                 })
             })
             .collect()

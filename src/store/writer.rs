@@ -846,7 +846,9 @@ async fn attempt(
                 Bind::Text(json(m)),
                 Bind::Text("pending".into()),
                 Bind::Int(0),
-                Bind::Int(now),
+                // Due at once, whatever instant the change was made at (a sweep may run
+                // `as of` a later instant than the clock's).
+                Bind::Int(0),
             ]);
         }
     }
