@@ -723,8 +723,10 @@ both!(
             "complete",
         )
         .await;
-        app.until("risk card", |f| !f.messages(RISK).is_empty())
-            .await;
+        app.until("assessment cards", |f| {
+            !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
+        })
+        .await;
 
         // Omar's home lists the assessment waiting on him.
         let omar = uid("omar.haddad");
