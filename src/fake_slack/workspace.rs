@@ -58,7 +58,12 @@ pub struct Workspace {
 impl Workspace {
     /// Sends to the Waiver server at `server`, signing with `secret`.
     pub fn new(slack: FakeSlack, server: SocketAddr, secret: Secret) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        // A fresh connection per request: a pooled one the server has just closed (after
+        // refusing a malformed request) would fail the next request with a transport
+        // error that says nothing about Waiver.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(HttpConnector::new());
         Self {
             slack,
             server: format!("http://{server}"),
