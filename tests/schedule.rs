@@ -84,6 +84,27 @@ async fn approved(svc: Service) -> Flow {
     flow
 }
 
+/// `who` acts on the flow's current version at `t`.
+async fn act_at(flow: &Flow, who: &str, action: Action, t: Timestamp) {
+    let seen = flow.request().await.version();
+    let acted = flow
+        .svc
+        .act(
+            Attempt::new(Actor::Person(p(who)), flow.id, seen, action),
+            t,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(acted, Acted::Applied { .. }), "{who}: {acted:?}");
+}
+
+fn still_needed(note: &str) -> Action {
+    Action::Attest {
+        answer: AttestationAnswer::StillNeeded,
+        note: note.into(),
+    }
+}
+
 async fn sweep(svc: &Service, t: &str) -> SweepReport {
     svc.sweep(at(t), false).await.unwrap()
 }
@@ -160,20 +181,13 @@ both!(
         assert!(nothing(&sweep(&svc, "2026-12-16T00:00:00Z").await));
 
         // Marking it done activates the exception (its start has passed).
-        let seen = flow.request().await.version();
-        let acted = svc
-            .act(
-                Attempt::new(
-                    Actor::Person(p("kenji.watanabe")),
-                    flow.id,
-                    seen,
-                    Action::CompleteCondition { condition: 1 },
-                ),
-                at("2026-12-16T09:00:00Z"),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(acted, Acted::Applied { .. }));
+        act_at(
+            &flow,
+            "kenji.watanabe",
+            Action::CompleteCondition { condition: 1 },
+            at("2026-12-16T09:00:00Z"),
+        )
+        .await;
         assert_eq!(flow.request().await.state, State::Active);
 
         // Review due on the tier's cadence (90 days after the decision).
@@ -191,21 +205,7 @@ both!(
 
         // Still needed: the next review moves on by the cadence from the attestation.
         let attested = at("2027-02-23T09:00:00Z");
-        let seen = flow.request().await.version();
-        svc.act(
-            Attempt::new(
-                Actor::Person(p("marcus.webb")),
-                flow.id,
-                seen,
-                Action::Attest {
-                    answer: AttestationAnswer::StillNeeded,
-                    note: String::new(),
-                },
-            ),
-            attested,
-        )
-        .await
-        .unwrap();
+        act_at(&flow, "marcus.webb", still_needed(""), attested).await;
         let r = flow.request().await;
         assert_eq!(r.state, State::Active);
         assert_eq!(
@@ -215,21 +215,13 @@ both!(
         assert!(nothing(&sweep(&svc, "2027-05-24T08:59:59Z").await));
         let second = sweep(&svc, "2027-05-24T09:00:00Z").await;
         assert_eq!(second.transitions, vec![(flow.id, "mark_review_due")]);
-        let seen = flow.request().await.version();
-        svc.act(
-            Attempt::new(
-                Actor::Person(p("marcus.webb")),
-                flow.id,
-                seen,
-                Action::Attest {
-                    answer: AttestationAnswer::StillNeeded,
-                    note: "still used".into(),
-                },
-            ),
+        act_at(
+            &flow,
+            "marcus.webb",
+            still_needed("still used"),
             at("2027-05-24T10:00:00Z"),
         )
-        .await
-        .unwrap();
+        .await;
 
         // Expiry reminders at 30, 7 and 1 days, to the owner and the requester.
         let expires = r.grant.as_ref().unwrap().expires_at;
@@ -288,18 +280,13 @@ both!(
     |db: TestDb| async move {
         let svc = db.service().await;
         let flow = approved(svc.clone()).await;
-        let seen = flow.request().await.version();
-        svc.act(
-            Attempt::new(
-                Actor::Person(p("kenji.watanabe")),
-                flow.id,
-                seen,
-                Action::CompleteCondition { condition: 1 },
-            ),
+        act_at(
+            &flow,
+            "kenji.watanabe",
+            Action::CompleteCondition { condition: 1 },
             now(),
         )
-        .await
-        .unwrap();
+        .await;
         // No sweep ran for eight months: the review fell due and all three expiry
         // lead times passed.
         let report = sweep(&svc, "2027-08-01T12:00:00Z").await;

@@ -122,13 +122,12 @@ impl Service {
             let mut rows = Vec::new();
             let mut reschedule = Vec::new();
             for r in requests {
-                let Some(r) = self
+                let Some((r, p)) = self
                     .transitions(r, now, dry_run, &handled, &mut report)
                     .await?
                 else {
                     continue;
                 };
-                let p = schedule::plan(&r, &self.gov, now, |k| handled.contains(k));
                 for (item, status) in p
                     .send
                     .iter()
@@ -168,8 +167,8 @@ impl Service {
     }
 
     /// Applies the due transitions of `r` (expiry first). Returns the request as it is
-    /// afterwards, or `None` when someone else changed it first (the next sweep looks
-    /// again).
+    /// afterwards with its remaining plan, or `None` when someone else changed it first
+    /// (the next sweep looks again).
     async fn transitions(
         &self,
         mut r: ExceptionRequest,
@@ -177,15 +176,15 @@ impl Service {
         dry_run: bool,
         handled: &HashSet<String>,
         report: &mut SweepReport,
-    ) -> Result<Option<ExceptionRequest>, ServiceError> {
+    ) -> Result<Option<(ExceptionRequest, schedule::Plan)>, ServiceError> {
         for _ in 0..MAX_TRANSITIONS {
             let p = schedule::plan(&r, &self.gov, now, |k| handled.contains(k));
             let Some(Item {
                 due: Due::Transition(action),
                 ..
-            }) = p.transition
+            }) = p.transition.clone()
             else {
-                return Ok(Some(r));
+                return Ok(Some((r, p)));
             };
             let name = action.name();
             if dry_run {
@@ -212,7 +211,9 @@ impl Service {
                 Acted::Duplicate => return Ok(None),
             }
         }
-        Ok(Some(r))
+        // Still transitions due after MAX_TRANSITIONS: reminders wait for the next sweep.
+        tracing::warn!(request = %r.id, "sweep: too many transitions in one sweep");
+        Ok(None)
     }
 
     /// One row per address the reminder reaches (roles sharing a channel: once).

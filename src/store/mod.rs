@@ -290,7 +290,7 @@ impl Store {
 
     /// Loads a request with every record it has.
     pub async fn load(&self, id: RequestId) -> Result<Option<ExceptionRequest>> {
-        load_request(&self.read, id).await
+        Ok(load_requests(&self.read, &[id]).await?.pop())
     }
 
     /// Files a new request: allocates its number, then commits what `make` builds
@@ -573,37 +573,6 @@ pub struct DecisionRecord {
 /// The normalised form of an AI system's name, for "same system" lookups.
 fn system_key(name: &str) -> String {
     name.trim().to_lowercase()
-}
-
-async fn load_request<'e, E>(db: E, id: RequestId) -> Result<Option<ExceptionRequest>>
-where
-    E: sqlx::Executor<'e, Database = Any> + Copy,
-{
-    let Some(row) = sqlx::query(
-        "SELECT id, revision, state, requester, created_at, stage_since, renews, body \
-         FROM requests WHERE id = $1",
-    )
-    .bind(id.get())
-    .fetch_optional(db)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let children = sqlx::query(
-        "SELECT kind, seq, body FROM ( \
-           SELECT 'a' AS kind, version AS seq, body FROM request_versions WHERE request_id = $1 \
-           UNION ALL SELECT 'b', seq, body FROM reviews WHERE request_id = $1 \
-           UNION ALL SELECT 'c', seq, body FROM assessments WHERE request_id = $1 \
-           UNION ALL SELECT 'd', seq, body FROM comments WHERE request_id = $1 \
-           UNION ALL SELECT 'e', seq, body FROM decisions WHERE request_id = $1 \
-           UNION ALL SELECT 'f', condition_id, body FROM conditions WHERE request_id = $1 \
-           UNION ALL SELECT 'g', seq, body FROM attestations WHERE request_id = $1 \
-         ) AS children ORDER BY kind, seq",
-    )
-    .bind(id.get())
-    .fetch_all(db)
-    .await?;
-    assemble(id, &row, children.iter()).map(Some)
 }
 
 /// Loads many requests with two queries per chunk (the scheduler's batches).

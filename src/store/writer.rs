@@ -514,80 +514,51 @@ pub(super) struct Job {
     reply: oneshot::Sender<Result<Done>>,
 }
 
+type Submitted = (Job, oneshot::Receiver<Result<Done>>);
+
 impl Job {
+    fn new(
+        work: Work,
+        audit: Option<AuditRecord>,
+        outbox: Vec<Outgoing>,
+        key: Option<String>,
+        now: Timestamp,
+    ) -> Submitted {
+        let (reply, rx) = oneshot::channel();
+        let job = Self {
+            work,
+            audit,
+            outbox,
+            key,
+            now,
+            reply,
+        };
+        (job, rx)
+    }
+
     pub(super) fn change(
         delta: Delta,
         audit: AuditRecord,
         outbox: Vec<Outgoing>,
         key: Option<String>,
-    ) -> (Self, oneshot::Receiver<Result<Done>>) {
-        let (reply, rx) = oneshot::channel();
+    ) -> Submitted {
         let now = audit.at;
-        (
-            Self {
-                work: Work::Change { delta },
-                audit: Some(audit),
-                outbox,
-                key,
-                now,
-                reply,
-            },
-            rx,
-        )
+        Self::new(Work::Change { delta }, Some(audit), outbox, key, now)
     }
 
-    pub(super) fn create(
-        make: MakeRequest,
-        now: Timestamp,
-    ) -> (Self, oneshot::Receiver<Result<Done>>) {
-        let (reply, rx) = oneshot::channel();
-        (
-            Self {
-                work: Work::Create(make),
-                audit: None,
-                outbox: Vec::new(),
-                key: None,
-                now,
-                reply,
-            },
-            rx,
-        )
+    pub(super) fn create(make: MakeRequest, now: Timestamp) -> Submitted {
+        Self::new(Work::Create(make), None, Vec::new(), None, now)
     }
 
     pub(super) fn delivered(
         results: Vec<(super::outbox::Claimed, super::outbox::Finish)>,
         now: Timestamp,
-    ) -> (Self, oneshot::Receiver<Result<Done>>) {
-        let (reply, rx) = oneshot::channel();
-        (
-            Self {
-                work: Work::Delivered(results),
-                audit: None,
-                outbox: Vec::new(),
-                key: None,
-                now,
-                reply,
-            },
-            rx,
-        )
+    ) -> Submitted {
+        Self::new(Work::Delivered(results), None, Vec::new(), None, now)
     }
 
-    pub(super) fn digest(
-        groups: Vec<super::schedule::DigestGroup>,
-        now: Timestamp,
-    ) -> (Self, oneshot::Receiver<Result<Done>>) {
-        let (reply, rx) = oneshot::channel();
-        (
-            Self {
-                work: Work::Digest(groups),
-                audit: None,
-                outbox: Vec::new(),
-                key: None,
-                now,
-                reply,
-            },
-            rx,
-        )
+    pub(super) fn digest(groups: Vec<super::schedule::DigestGroup>, now: Timestamp) -> Submitted {
+        Self::new(Work::Digest(groups), None, Vec::new(), None, now)
     }
 
     pub(super) fn record(
@@ -595,19 +566,8 @@ impl Job {
         outbox: Vec<Outgoing>,
         key: Option<String>,
         now: Timestamp,
-    ) -> (Self, oneshot::Receiver<Result<Done>>) {
-        let (reply, rx) = oneshot::channel();
-        (
-            Self {
-                work: Work::Record,
-                audit,
-                outbox,
-                key,
-                now,
-                reply,
-            },
-            rx,
-        )
+    ) -> Submitted {
+        Self::new(Work::Record, audit, outbox, key, now)
     }
 }
 
