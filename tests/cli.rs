@@ -61,6 +61,12 @@ fn check_names_the_exact_wrong_field() {
             "is not a cron schedule",
         ),
         (
+            "suspend_after_overdue_days = 7",
+            "suspend_after_overdue_days = -1",
+            "reminders.suspend_after_overdue_days",
+            "between 0 and 365 days (got -1)",
+        ),
+        (
             "approvers = [\"ai-governance-board\", \"ciso\"]",
             "approvers = [\"ai-governance-board\", \"cisoo\"]",
             "tiers.high.approvers[1]",

@@ -276,6 +276,85 @@ both!(
 );
 
 both!(
+    an_overdue_condition_suspends_the_exception_until_it_is_done,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = approved(svc.clone()).await; // SSO due 2026-12-15, grace 7 days
+        let kenji = dm("kenji.watanabe");
+        let marcus = dm("marcus.webb");
+        let james = dm("james.carter");
+        sweep(&svc, "2026-12-16T00:00:00Z").await; // due and overdue reminders
+        assert!(nothing(&sweep(&svc, "2026-12-22T23:59:59Z").await));
+
+        let suspended = sweep(&svc, "2026-12-23T00:00:00Z").await;
+        assert_eq!(suspended.transitions, vec![(flow.id, "suspend")]);
+        let r = flow.request().await;
+        assert_eq!(r.state, State::Suspended);
+        assert_eq!(r.stage_since, at("2026-12-23T00:00:00Z"));
+        let d = digests(&suspended);
+        for who in [&kenji, &marcus, &james] {
+            assert!(
+                d[who].iter().any(|t| t.contains("AIX-0001")
+                    && t.contains("is suspended: condition 1 (Enable SSO) was due 2026-12-15")),
+                "{who}: {d:?}"
+            );
+        }
+        assert!(nothing(&sweep(&svc, "2026-12-23T00:00:00Z").await), "once");
+        assert!(nothing(&sweep(&svc, "2026-12-23T12:00:00Z").await));
+        let outbox = svc.store.outbox().await.unwrap();
+        let announced = |text: &str| {
+            outbox.iter().any(|o| {
+                matches!(o.outgoing.to, Address::Channel { .. })
+                    && o.outgoing.card.is_none()
+                    && o.outgoing.message.summary.contains(text)
+            })
+        };
+        assert!(announced("is suspended and may not be used"));
+        // The owner's checklist says why, and still has the Mark done button.
+        let checklist = outbox
+            .iter()
+            .rev()
+            .find(|o| {
+                o.outgoing
+                    .card
+                    .as_deref()
+                    .is_some_and(|k| k.contains("checklist"))
+            })
+            .expect("a checklist card");
+        let json = serde_json::to_string(&checklist.outgoing.message).unwrap();
+        assert!(
+            json.contains("Suspended since 2026-12-23 00:00 UTC"),
+            "{json}"
+        );
+        assert!(json.contains("Mark 1 done"), "{json}");
+
+        // Doing the condition lifts the suspension; with nothing else open it is active.
+        act_at(
+            &flow,
+            "kenji.watanabe",
+            Action::CompleteCondition { condition: 1 },
+            at("2026-12-24T09:00:00Z"),
+        )
+        .await;
+        let r = flow.request().await;
+        assert_eq!(r.state, State::Active);
+        let outbox = svc.store.outbox().await.unwrap();
+        assert!(outbox.iter().any(|o| {
+            matches!(o.outgoing.to, Address::Channel { .. })
+                && o.outgoing
+                    .message
+                    .summary
+                    .contains("is no longer suspended: condition 1 is done. It is active again.")
+        }));
+        let audit = svc.store.audit_of(flow.id).await.unwrap();
+        let suspensions: Vec<_> = audit.iter().filter(|e| e.action == "suspend").collect();
+        assert_eq!(suspensions.len(), 1);
+        assert_eq!(suspensions[0].details["to"], "suspended");
+        assert!(svc.store.verify_audit().await.unwrap().is_ok());
+    }
+);
+
+both!(
     catch_up_after_downtime_reminds_once_in_one_digest,
     |db: TestDb| async move {
         let svc = db.service().await;
@@ -429,9 +508,9 @@ both!(
             ids.push(Flow::file(one.clone()).await.id);
         }
         // Both replicas sweep the same instants concurrently: SLA reminders and
-        // escalations for the pending ones, condition reminders, then expiry.
+        // escalations for the pending ones, condition reminders, suspension, expiry.
         let mut sent: Vec<String> = Vec::new();
-        let mut transitions = 0;
+        let mut transitions: Vec<(RequestId, &'static str)> = Vec::new();
         for t in [
             "2026-11-24T22:00:00Z",
             "2026-11-26T00:00:00Z",
@@ -442,7 +521,7 @@ both!(
         ] {
             let (a, b) = tokio::join!(one.sweep(at(t), false), two.sweep(at(t), false));
             for r in [a.unwrap(), b.unwrap()] {
-                transitions += r.transitions.len();
+                transitions.extend(r.transitions);
                 for d in r.digests {
                     sent.extend(d.keys);
                 }
@@ -459,7 +538,15 @@ both!(
             .count();
         assert_eq!(sent.len(), queued_or_sent, "every reminder sent, once");
         assert!(stored.iter().all(|r| r.status != ReminderStatus::Queued));
-        assert_eq!(transitions, 6, "each approved exception expired once");
+        // The open conditions suspended each approved exception (the shipped grace is
+        // 7 days), then each expired: once each, across both replicas.
+        transitions.sort();
+        let mut expected: Vec<(RequestId, &'static str)> = ids[..6]
+            .iter()
+            .flat_map(|id| [(*id, "expire"), (*id, "suspend")])
+            .collect();
+        expected.sort();
+        assert_eq!(transitions, expected);
         let audits = one.store.audit_of(ids[0]).await.unwrap();
         assert_eq!(
             audits

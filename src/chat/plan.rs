@@ -247,7 +247,10 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
     }
     if let Some(g) = &r.grant
         && !r.conditions.is_empty()
-        && matches!(r.state, State::Approved | State::Active | State::ReviewDue)
+        && matches!(
+            r.state,
+            State::Approved | State::Active | State::ReviewDue | State::Suspended
+        )
     {
         cards.push(Card {
             key: "checklist".into(),
@@ -576,6 +579,12 @@ fn card_message(
                     .unwrap_or_default()
             ),
         });
+        if r.state == State::Suspended {
+            sections.push(Section::Text {
+                label: Some("Status".into()),
+                text: waiting_for(gov, r),
+            });
+        }
         let lines: Vec<String> = r
             .conditions
             .iter()
@@ -662,6 +671,21 @@ fn card_message(
     Message { summary, sections }
 }
 
+/// The open conditions past their due date, for people: `condition 2 (…, due …) is`.
+fn overdue_list(r: &ExceptionRequest) -> String {
+    let open: Vec<String> = r
+        .conditions
+        .iter()
+        .filter(|c| c.done.is_none())
+        .map(|c| format!("condition {} ({}, due {})", c.id, c.text, c.due))
+        .collect();
+    match open.len() {
+        0 => "its conditions are".into(),
+        1 => format!("{} is", open[0]),
+        _ => format!("{} are", open.join(" and ")),
+    }
+}
+
 /// Who the request waits on, in words.
 pub fn waiting_for(gov: &Governance, r: &ExceptionRequest) -> String {
     let sla = |stage: Stage| {
@@ -699,6 +723,18 @@ pub fn waiting_for(gov: &Governance, r: &ExceptionRequest) -> String {
             "{} of {} conditions done.",
             r.conditions.iter().filter(|c| c.done.is_some()).count(),
             r.conditions.len()
+        ),
+        State::Suspended => format!(
+            "Suspended since {}: may not be used until {} done ({}).",
+            r.stage_since.minute(),
+            overdue_list(r),
+            match &r.grant {
+                Some(g) => format!(
+                    "valid until {}",
+                    date(Timestamp::from_millis(g.expires_at.millis() - 1))
+                ),
+                None => String::new(),
+            }
         ),
         State::Active | State::ReviewDue => r
             .grant
@@ -948,11 +984,52 @@ fn event_notices(
                 }
             }
         },
+        Event::Suspended { condition } => {
+            let text = format!(
+                "{reference} \"{title}\" is suspended: condition {} ({}) was due {} and is still open. It may not be used until its overdue conditions are done.",
+                condition.id, condition.text, condition.due
+            );
+            let mut told = vec![requester.clone()];
+            out.push(dm(requester, text.clone(), vec![]));
+            if let Some(g) = &r.grant
+                && g.monitoring_owner != *requester
+            {
+                told.push(g.monitoring_owner.clone());
+                out.push(dm(&g.monitoring_owner, text.clone(), vec![]));
+            }
+            if !told.contains(&condition.owner) {
+                out.push(dm(&condition.owner, text.clone(), vec![]));
+            }
+            out.extend(announce(
+                r,
+                format!(
+                    "{reference} \"{title}\" is suspended and may not be used until its overdue conditions are done."
+                ),
+            ));
+        }
         Event::ConditionCompleted {
             condition,
             activated,
+            resumed,
         } => {
-            if *activated {
+            if *resumed {
+                let text = format!(
+                    "{reference} \"{title}\" is no longer suspended: condition {} is done.{}",
+                    condition.id,
+                    if *activated {
+                        " It is active again."
+                    } else {
+                        ""
+                    }
+                );
+                out.push(dm(requester, text.clone(), vec![]));
+                if let Some(g) = &r.grant
+                    && g.monitoring_owner != *requester
+                {
+                    out.push(dm(&g.monitoring_owner, text.clone(), vec![]));
+                }
+                out.extend(announce(r, text));
+            } else if *activated {
                 out.push(dm(
                     requester,
                     format!("{reference} is now active: every condition is done."),

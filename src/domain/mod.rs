@@ -126,6 +126,9 @@ pub enum State {
     Approved,
     Active,
     ReviewDue,
+    /// A condition stayed open past the governance file's grace period: the exception
+    /// may not be used until its overdue conditions are done.
+    Suspended,
     ReassessmentRequired,
     Expired,
     Rejected,
@@ -136,7 +139,7 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 14] = [
+    pub const ALL: [State; 15] = [
         State::Submitted,
         State::NeedsInfo,
         State::InAssessment,
@@ -145,6 +148,7 @@ impl State {
         State::Approved,
         State::Active,
         State::ReviewDue,
+        State::Suspended,
         State::ReassessmentRequired,
         State::Expired,
         State::Rejected,
@@ -163,6 +167,7 @@ impl State {
             State::Approved => "approved",
             State::Active => "active",
             State::ReviewDue => "review_due",
+            State::Suspended => "suspended",
             State::ReassessmentRequired => "reassessment_required",
             State::Expired => "expired",
             State::Rejected => "rejected",
@@ -187,6 +192,7 @@ impl State {
             State::Approved => "Approved: conditions pending",
             State::Active => "Active",
             State::ReviewDue => "Active: review due",
+            State::Suspended => "Suspended: a condition is overdue",
             State::ReassessmentRequired => "Reassessment required",
             State::Expired => "Expired",
             State::Rejected => "Rejected",

@@ -338,6 +338,10 @@ pub enum Action {
     Activate,
     MarkReviewDue,
     Expire,
+    /// Condition `condition` is past the governance file's grace period.
+    Suspend {
+        condition: u32,
+    },
     RequireReassessment {
         policy_version: String,
     },
@@ -362,6 +366,7 @@ impl Action {
             Action::Activate => "activate",
             Action::MarkReviewDue => "mark_review_due",
             Action::Expire => "expire",
+            Action::Suspend { .. } => "suspend",
             Action::RequireReassessment { .. } => "require_reassessment",
         }
     }
@@ -415,6 +420,13 @@ pub enum Event {
     ConditionCompleted {
         condition: Condition,
         activated: bool,
+        /// It lifted a suspension: no condition is overdue beyond the grace any more.
+        #[serde(default)]
+        resumed: bool,
+    },
+    /// The exception is suspended: `condition` is overdue beyond the grace period.
+    Suspended {
+        condition: Condition,
     },
     Activated,
     ReviewDue,
@@ -451,6 +463,7 @@ impl Event {
                 VoteVerdict::Reject { .. } => "rejected",
             },
             Event::ConditionCompleted { .. } => "condition_completed",
+            Event::Suspended { .. } => "suspended",
             Event::Activated => "activated",
             Event::ReviewDue => "review_due",
             Event::Attested { .. } => "attested",
@@ -715,6 +728,7 @@ impl ExceptionRequest {
                 State::Approved
                     | State::Active
                     | State::ReviewDue
+                    | State::Suspended
                     | State::ReassessmentRequired
                     | State::Expired
             );
@@ -811,7 +825,7 @@ impl ExceptionRequest {
                 next.vote(p, VoteVerdict::Reject { reason }, None, gov, now)?
             }
             (Some(p), Action::CompleteCondition { condition }) => {
-                next.complete_condition(p, condition, now)?
+                next.complete_condition(p, condition, gov, now)?
             }
             (Some(p), Action::Attest { answer, note }) => next.attest(p, answer, note, gov, now)?,
             (Some(p), Action::Withdraw { reason }) => {
@@ -873,10 +887,11 @@ impl ExceptionRequest {
                     Event::Expired { closure }
                 })
             }
+            (None, Action::Suspend { condition }) => next.suspend(condition, gov, now)?,
             (None, Action::RequireReassessment { policy_version }) => {
                 if !matches!(
                     self.state,
-                    State::Approved | State::Active | State::ReviewDue
+                    State::Approved | State::Active | State::ReviewDue | State::Suspended
                 ) {
                     return Err(self.wrong_state("Reassessment"));
                 }
@@ -1358,11 +1373,12 @@ impl ExceptionRequest {
         &mut self,
         p: &PersonId,
         id: u32,
+        gov: &Governance,
         now: Timestamp,
     ) -> Result<Event, WorkflowError> {
         if !matches!(
             self.state,
-            State::Approved | State::Active | State::ReviewDue
+            State::Approved | State::Active | State::ReviewDue | State::Suspended
         ) {
             return Err(self.wrong_state("Completing a condition"));
         }
@@ -1382,6 +1398,13 @@ impl ExceptionRequest {
             at: now,
         });
         let condition = condition.clone();
+        let resumed =
+            self.state == State::Suspended && self.overdue_beyond_grace(gov, now).is_none();
+        if resumed {
+            // Back to "conditions pending"; active at once if nothing else is open.
+            self.state = State::Approved;
+            self.stage_since = now;
+        }
         let activated = self.ready_to_activate(now);
         if activated {
             self.state = State::Active;
@@ -1390,7 +1413,51 @@ impl ExceptionRequest {
         Ok(Event::ConditionCompleted {
             condition,
             activated,
+            resumed,
         })
+    }
+
+    /// When an open condition suspends the exception, if governance suspends at all:
+    /// the grace period after the condition became overdue (the day after its due date).
+    pub fn suspends_at(&self, c: &Condition, gov: &Governance) -> Option<Timestamp> {
+        let grace = gov.reminders.suspend_after_overdue_days?;
+        c.done
+            .is_none()
+            .then(|| Timestamp::start_of(c.due).plus_days(1 + grace))
+    }
+
+    /// The first open condition overdue beyond the grace period at `now`.
+    pub fn overdue_beyond_grace(&self, gov: &Governance, now: Timestamp) -> Option<&Condition> {
+        self.conditions
+            .iter()
+            .find(|c| self.suspends_at(c, gov).is_some_and(|at| at <= now))
+    }
+
+    fn suspend(
+        &mut self,
+        id: u32,
+        gov: &Governance,
+        now: Timestamp,
+    ) -> Result<Event, WorkflowError> {
+        if !matches!(
+            self.state,
+            State::Approved | State::Active | State::ReviewDue
+        ) {
+            return Err(self.wrong_state("Suspension"));
+        }
+        let reference = self.reference();
+        let Some(condition) = self.conditions.iter().find(|c| c.id == id) else {
+            return Err(WorkflowError::UnknownCondition { reference, id });
+        };
+        if self.suspends_at(condition, gov).is_none_or(|at| at > now) {
+            return Err(WorkflowError::NotDue(
+                "the condition is done, not overdue long enough, or governance does not suspend",
+            ));
+        }
+        let condition = condition.clone();
+        self.state = State::Suspended;
+        self.stage_since = now;
+        Ok(Event::Suspended { condition })
     }
 
     fn ready_to_activate(&self, now: Timestamp) -> bool {
@@ -1667,7 +1734,7 @@ impl ExceptionRequest {
         };
         if matches!(
             self.state,
-            State::Approved | State::Active | State::ReviewDue
+            State::Approved | State::Active | State::ReviewDue | State::Suspended
         ) {
             candidates.extend(
                 self.conditions

@@ -45,7 +45,7 @@ pub enum Reminder {
 /// What an item does when it is due.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Due {
-    /// A scheduler transition (activate, mark review due, expire).
+    /// A scheduler transition (activate, mark review due, suspend, expire).
     Transition(Action),
     Remind {
         to: Vec<Who>,
@@ -121,7 +121,11 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
     };
     let granted = matches!(
         r.state,
-        State::Approved | State::Active | State::ReviewDue | State::ReassessmentRequired
+        State::Approved
+            | State::Active
+            | State::ReviewDue
+            | State::Suspended
+            | State::ReassessmentRequired
     );
     if !granted {
         return items;
@@ -179,8 +183,22 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
     }
 
     // Conditions: the owner on the due date and the day after; the approvers when
-    // it is overdue.
+    // it is overdue; suspension after the grace period, if governance suspends.
     if matches!(r.state, State::Approved | State::Active | State::ReviewDue) {
+        for c in &r.conditions {
+            if let Some(at) = r.suspends_at(c, gov) {
+                items.push(transition(
+                    &format!("suspend-{}", c.id),
+                    at,
+                    Action::Suspend { condition: c.id },
+                ));
+            }
+        }
+    }
+    if matches!(
+        r.state,
+        State::Approved | State::Active | State::ReviewDue | State::Suspended
+    ) {
         let approvers: Vec<Who> = gov
             .tier(grant.tier)
             .approvers
@@ -304,7 +322,8 @@ pub fn plan(
 fn rank(a: &Action) -> u8 {
     match a {
         Action::Expire => 0,
-        Action::Activate => 1,
-        _ => 2,
+        Action::Suspend { .. } => 1,
+        Action::Activate => 2,
+        _ => 3,
     }
 }

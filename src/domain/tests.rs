@@ -442,6 +442,197 @@ fn approval_with_conditions_becomes_active_when_the_owner_marks_them_done() {
     assert_eq!(w.r.state, State::Active);
 }
 
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+/// Approved with two conditions: SSO (Kenji, due 2026-12-15), training (Marcus, due
+/// 2027-03-01).
+fn approved_with_conditions(g: Governance) -> W {
+    let mut w = low_awaiting();
+    w.g = g;
+    let mut t = terms("2026-11-24", "2027-06-30");
+    t.conditions = vec![
+        ConditionSpec {
+            text: "Enable SSO".into(),
+            owner: p("kenji.watanabe"),
+            due: day("2026-12-15"),
+        },
+        ConditionSpec {
+            text: "Train the team".into(),
+            owner: p("marcus.webb"),
+            due: day("2027-03-01"),
+        },
+    ];
+    w.act("carlos.mendes", approve(t));
+    assert_eq!(w.r.state, State::Approved);
+    w
+}
+
+#[test]
+fn a_condition_overdue_past_the_grace_suspends_the_exception_until_it_is_done() {
+    let mut w = approved_with_conditions(gov());
+    assert_eq!(w.g.reminders.suspend_after_overdue_days, Some(7));
+    // Due 2026-12-15, overdue from 2026-12-16, suspended 7 days later.
+    let suspend_at = at("2026-12-23T00:00:00Z");
+    let suspension = schedule::schedule(&w.r, &w.g)
+        .into_iter()
+        .find(|i| matches!(i.due, schedule::Due::Transition(Action::Suspend { .. })))
+        .expect("the suspension is scheduled");
+    assert_eq!(suspension.at, suspend_at);
+    assert_eq!(
+        suspension.due,
+        schedule::Due::Transition(Action::Suspend { condition: 1 })
+    );
+    let early = Timestamp::from_millis(suspend_at.millis() - 1);
+    assert!(matches!(
+        w.r.apply(
+            &Actor::Scheduler,
+            0,
+            Action::Suspend { condition: 1 },
+            &w.g,
+            early
+        ),
+        Err(WorkflowError::NotDue(_))
+    ));
+    // Condition 2 is not overdue yet: it does not suspend.
+    w.at = suspend_at;
+    assert!(matches!(
+        w.r.apply(
+            &Actor::Scheduler,
+            0,
+            Action::Suspend { condition: 2 },
+            &w.g,
+            w.at
+        ),
+        Err(WorkflowError::NotDue(_))
+    ));
+    let e = w.system(Action::Suspend { condition: 1 });
+    assert!(matches!(e, Event::Suspended { ref condition } if condition.id == 1));
+    assert_eq!(w.r.state, State::Suspended);
+    assert!(!w.r.state.is_terminal() && !w.r.state.is_pending());
+    // Suspended: no second suspension, no attestation; the owner's checklist stays,
+    // renewal, revocation and expiry still apply.
+    assert!(
+        w.r.apply(
+            &Actor::Scheduler,
+            0,
+            Action::Suspend { condition: 1 },
+            &w.g,
+            w.at
+        )
+        .is_err()
+    );
+    assert!(matches!(
+        w.refused(
+            "marcus.webb",
+            Action::Attest {
+                answer: AttestationAnswer::StillNeeded,
+                note: String::new(),
+            },
+        ),
+        WorkflowError::WrongState { .. }
+    ));
+    assert_eq!(
+        w.r.tasks_for(&p("marcus.webb"), &w.g, w.at),
+        vec![Task::MarkDone(1), Task::MarkDone(2)]
+    );
+    assert!(w.r.may_renew(&p("james.carter")).is_ok());
+    assert!(
+        w.try_do(
+            "raj.patel",
+            Action::Revoke {
+                reason: "Breach".into()
+            }
+        )
+        .is_ok()
+    );
+    let expires = w.r.grant.as_ref().unwrap().expires_at;
+    assert!(
+        w.r.apply(&Actor::Scheduler, 0, Action::Expire, &w.g, expires)
+            .is_ok()
+    );
+    // Nothing but expiry is scheduled as a transition while suspended.
+    assert!(schedule::schedule(&w.r, &w.g).iter().all(|i| match &i.due {
+        schedule::Due::Transition(a) => *a == Action::Expire,
+        schedule::Due::Remind { .. } => true,
+    }));
+
+    // Doing the overdue condition lifts the suspension; condition 2 is still open.
+    w.at = at("2026-12-24T09:00:00Z");
+    let e = w.act("kenji.watanabe", Action::CompleteCondition { condition: 1 });
+    assert!(matches!(
+        e,
+        Event::ConditionCompleted {
+            resumed: true,
+            activated: false,
+            ..
+        }
+    ));
+    assert_eq!(w.r.state, State::Approved);
+    assert_eq!(w.r.stage_since, w.at);
+}
+
+#[test]
+fn a_suspension_lasts_while_any_condition_is_overdue_past_the_grace() {
+    let mut w = approved_with_conditions(gov());
+    // Both overdue past the grace by 2027-03-10.
+    w.at = at("2027-03-10T00:00:00Z");
+    w.system(Action::Suspend { condition: 1 });
+    let e = w.act("kenji.watanabe", Action::CompleteCondition { condition: 1 });
+    assert!(matches!(
+        e,
+        Event::ConditionCompleted {
+            resumed: false,
+            activated: false,
+            ..
+        }
+    ));
+    assert_eq!(w.r.state, State::Suspended);
+    // The last one: resumed and, with every condition done after the start, active.
+    let e = w.act("marcus.webb", Action::CompleteCondition { condition: 2 });
+    assert!(matches!(
+        e,
+        Event::ConditionCompleted {
+            resumed: true,
+            activated: true,
+            ..
+        }
+    ));
+    assert_eq!(w.r.state, State::Active);
+}
+
+#[test]
+fn without_a_grace_period_overdue_conditions_never_suspend() {
+    let g = gov_with("suspend_after_overdue_days = 7\n", "");
+    assert_eq!(g.reminders.suspend_after_overdue_days, None);
+    let mut w = approved_with_conditions(g);
+    w.at = at("2027-06-01T00:00:00Z");
+    assert!(matches!(
+        w.r.apply(
+            &Actor::Scheduler,
+            0,
+            Action::Suspend { condition: 1 },
+            &w.g,
+            w.at
+        ),
+        Err(WorkflowError::NotDue(_))
+    ));
+    assert!(
+        !schedule::schedule(&w.r, &w.g)
+            .iter()
+            .any(|i| matches!(i.due, schedule::Due::Transition(Action::Suspend { .. })))
+    );
+    // A zero-day grace suspends the moment the condition is overdue.
+    let g = gov_with(
+        "suspend_after_overdue_days = 7",
+        "suspend_after_overdue_days = 0",
+    );
+    let w = approved_with_conditions(g);
+    let c = &w.r.conditions[0];
+    assert_eq!(w.r.suspends_at(c, &w.g), Some(at("2026-12-16T00:00:00Z")));
+}
+
 #[test]
 fn an_approval_starting_later_activates_at_its_start() {
     let mut w = low_awaiting();
@@ -1169,7 +1360,12 @@ fn nothing_changes_a_request_in_a_terminal_state() {
                 w.r.state
             );
         }
-        for action in [Action::Expire, Action::Activate, Action::MarkReviewDue] {
+        for action in [
+            Action::Expire,
+            Action::Activate,
+            Action::MarkReviewDue,
+            Action::Suspend { condition: 1 },
+        ] {
             assert!(matches!(
                 w.r.apply(&Actor::Scheduler, 0, action, &w.g, w.at),
                 Err(WorkflowError::Terminal { .. })

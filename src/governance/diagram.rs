@@ -136,6 +136,12 @@ pub fn mermaid(gov: &Governance) -> String {
         m,
         "    reassessment[\"Reassessment required<br/>history kept, assessors asked again\"]"
     );
+    if let Some(days) = gov.reminders.suspend_after_overdue_days {
+        let _ = writeln!(
+            m,
+            "    suspended[\"Suspended<br/>a condition open {days} day(s) past overdue; owner, requester and teams told\"]"
+        );
+    }
     let _ = writeln!(m, "    expired([\"Expired\"])");
     let _ = writeln!(m, "    rejected([\"Rejected\"])");
     let _ = writeln!(m, "    withdrawn([\"Withdrawn\"])");
@@ -170,6 +176,14 @@ pub fn mermaid(gov: &Governance) -> String {
         m,
         "    approved -->|conditions done and start reached| active"
     );
+    if gov.reminders.suspend_after_overdue_days.is_some() {
+        let _ = writeln!(
+            m,
+            "    approved -->|condition overdue past the grace| suspended"
+        );
+        let _ = writeln!(m, "    suspended -->|overdue conditions done| approved");
+        let _ = writeln!(m, "    suspended -->|expiry| expired");
+    }
     let _ = writeln!(m, "    active -->|review cadence| review");
     let _ = writeln!(m, "    review -->|still needed| active");
     let _ = writeln!(m, "    review -->|changed| reassessment");

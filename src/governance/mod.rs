@@ -426,6 +426,10 @@ pub struct Reminders {
     /// Transitions and reminders due between two sweeps also get a timer of their
     /// own, so expiry happens at its instant whatever the schedule.
     pub schedule: String,
+    /// When set, an exception whose condition is still open this many days after it
+    /// became overdue (the day after its due date) is suspended until the condition is
+    /// done. `None`: overdue conditions are reminded and escalated, never suspended.
+    pub suspend_after_overdue_days: Option<u32>,
 }
 
 impl Reminders {

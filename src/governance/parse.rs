@@ -260,6 +260,8 @@ struct RawReminders {
     expiry_lead_days: Vec<i64>,
     #[serde(default = "default_schedule")]
     schedule: String,
+    #[serde(default)]
+    suspend_after_overdue_days: Option<i64>,
 }
 
 impl Default for RawReminders {
@@ -267,6 +269,7 @@ impl Default for RawReminders {
         Self {
             expiry_lead_days: default_lead_days(),
             schedule: default_schedule(),
+            suspend_after_overdue_days: None,
         }
     }
 }
@@ -953,6 +956,16 @@ impl Validator {
                 ),
             );
         }
+        let suspend_after_overdue_days = match raw.reminders.suspend_after_overdue_days {
+            Some(d) if !(0..=365).contains(&d) => {
+                self.err(
+                    "reminders.suspend_after_overdue_days",
+                    format!("must be between 0 and 365 days (got {d})"),
+                );
+                None
+            }
+            d => d.map(|d| d as u32),
+        };
 
         // SLAs.
         let mut slas = BTreeMap::new();
@@ -1004,6 +1017,7 @@ impl Validator {
             reminders: Reminders {
                 expiry_lead_days,
                 schedule,
+                suspend_after_overdue_days,
             },
             slas,
         })

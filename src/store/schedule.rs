@@ -384,13 +384,14 @@ impl Store {
     ) -> Result<Vec<RequestId>> {
         let rows = sqlx::query(
             "SELECT id FROM requests WHERE policy_id = $1 AND policy_version <> $2 \
-             AND state IN ($3, $4, $5) ORDER BY id",
+             AND state IN ($3, $4, $5, $6) ORDER BY id",
         )
         .bind(policy.to_string())
         .bind(version.to_string())
         .bind(State::Approved.as_str())
         .bind(State::Active.as_str())
         .bind(State::ReviewDue.as_str())
+        .bind(State::Suspended.as_str())
         .fetch_all(&self.read)
         .await?;
         rows.iter()
