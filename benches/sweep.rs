@@ -42,10 +42,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
 async fn act(svc: &Service, who: &str, action: Action, now: Timestamp) {
     let id = waiver::domain::RequestId::new(1);
     let seen = svc.store.load(id).await.unwrap().unwrap().version();
@@ -142,41 +138,7 @@ async fn run() {
 
     // Copy it: one row per exception and its version, owners spread over eight people.
     let seeding = Instant::now();
-    let owners = OWNERS
-        .iter()
-        .enumerate()
-        .map(|(k, o)| format!("({k}, '{o}')"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let requests = format!(
-        "WITH RECURSIVE seq(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM seq WHERE i < {n}), \
-         owners(k, who) AS (VALUES {owners}) \
-         INSERT INTO requests (id, revision, state, version, requester, business_owner, title, \
-           ai_system, policy_id, policy_version, tier, risk_score, renews, created_at, updated_at, \
-           stage_since, starts_at, expires_at, next_review_at, monitoring_owner, body, ai_system_key, due_at) \
-         SELECT seq.i, t.revision, t.state, t.version, t.requester, t.business_owner, t.title, \
-           t.ai_system, t.policy_id, t.policy_version, t.tier, t.risk_score, t.renews, t.created_at, \
-           t.updated_at, t.stage_since, t.starts_at, t.expires_at, t.next_review_at, owners.who, \
-           replace(t.body, '\"monitoring_owner\":\"marcus.webb\"', '\"monitoring_owner\":\"' || owners.who || '\"'), \
-           t.ai_system_key, CASE WHEN seq.i % {every} = 0 THEN {due} ELSE {later} END \
-         FROM seq JOIN owners ON owners.k = (seq.i / {every}) % 8 JOIN requests t ON t.id = 1",
-        due = due.millis(),
-        later = later.millis(),
-    );
-    store.execute_raw(leak(requests)).await.unwrap();
-    let versions = format!(
-        "WITH RECURSIVE seq(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM seq WHERE i < {n}) \
-         INSERT INTO request_versions (request_id, version, author, created_at, body) \
-         SELECT seq.i, v.version, v.author, v.created_at, v.body \
-         FROM seq JOIN request_versions v ON v.request_id = 1"
-    );
-    store.execute_raw(leak(versions)).await.unwrap();
-    store
-        .execute_raw(leak(format!(
-            "UPDATE counters SET value = {n} WHERE name = 'request'; \
-             UPDATE requests SET due_at = {} WHERE id = 1; ANALYZE",
-            later.millis()
-        )))
+    waiver::testkit::copy_register(&store, n, &OWNERS, every, due, later)
         .await
         .unwrap();
     println!(

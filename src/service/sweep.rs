@@ -8,21 +8,31 @@
 //! digest, so once). A replica killed at any point leaves either nothing or committed
 //! work that the next sweep, on any replica, carries on from.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::{Acted, Attempt, Service, ServiceError};
 use crate::chat::plan;
 use crate::chat::{Address, Message, Platform};
 use crate::domain::schedule::{self, Due, Item};
 use crate::domain::{Action, Actor, ExceptionRequest, RequestId, Timestamp};
-use crate::store::{DigestGroup, DigestSent, ReminderRow, ReminderStatus};
+use crate::store::{DigestSent, ReminderRow, ReminderStatus};
 
 /// Requests read per batch.
 const BATCH: i64 = 2000;
-/// Queued reminders read per digest round.
-const DIGEST_BATCH: i64 = 5000;
+/// Addresses sent their digests per writer round.
+const DIGEST_ADDRESSES: i64 = 500;
 /// Transitions applied to one request in one sweep (activate → review due → …).
 const MAX_TRANSITIONS: usize = 4;
+
+/// Due requests read together, with the reminder keys already handled for them.
+struct DueBatch {
+    requests: Vec<ExceptionRequest>,
+    handled: HashSet<String>,
+    /// The last (due_at, id) read: the next batch starts after it.
+    cursor: Option<(Timestamp, RequestId)>,
+    /// The batch was full: more may be due.
+    full: bool,
+}
 
 /// What a sweep did (or, dry, would do).
 #[derive(Debug, Default)]
@@ -109,21 +119,18 @@ impl Service {
             dry_run,
             ..SweepReport::default()
         };
-        let mut seen: HashSet<RequestId> = HashSet::new();
-        loop {
-            let ids = self.store.due_requests(now, BATCH).await?;
-            let fresh: Vec<RequestId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
-            if fresh.is_empty() {
-                break;
-            }
-            report.examined += fresh.len();
-            let requests = self.store.load_many(&fresh).await?;
-            let handled = self.store.handled_reminders(&fresh).await?;
+        // Batches are read while the previous one is written: the next batch's rows
+        // are other requests (keyset order on due_at, id), so the two never overlap.
+        let mut next = self.due_batch(now, None).await?;
+        while let Some(batch) = next.take() {
+            report.examined += batch.requests.len();
+            let cursor = batch.cursor;
+            let full = batch.full;
             let mut rows = Vec::new();
             let mut reschedule = Vec::new();
-            for r in requests {
+            for r in batch.requests {
                 let Some((r, p)) = self
-                    .transitions(r, now, dry_run, &handled, &mut report)
+                    .transitions(r, now, dry_run, &batch.handled, &mut report)
                     .await?
                 else {
                     continue;
@@ -150,12 +157,23 @@ impl Service {
                 }
                 reschedule.push((r.id, r.revision, p.next));
             }
-            if !dry_run {
-                self.store.queue_reminders(&rows, &reschedule, now).await?;
-            }
-            if (ids.len() as i64) < BATCH {
-                break;
-            }
+            let following = async {
+                if full {
+                    self.due_batch(now, cursor).await
+                } else {
+                    Ok(None)
+                }
+            };
+            let queue = async {
+                if dry_run {
+                    Ok(0)
+                } else {
+                    self.store.queue_reminders(&rows, &reschedule, now).await
+                }
+            };
+            let (following, queued) = tokio::join!(following, queue);
+            queued?;
+            next = following?;
         }
         if !dry_run {
             report.digests = self.send_digests(now).await?;
@@ -256,21 +274,8 @@ impl Service {
     async fn send_digests(&self, now: Timestamp) -> Result<Vec<DigestSent>, ServiceError> {
         let mut sent = Vec::new();
         loop {
-            let queued = self.store.queued_reminders(DIGEST_BATCH).await?;
-            let full = queued.len() as i64 == DIGEST_BATCH;
-            let mut groups: Vec<DigestGroup> = Vec::new();
-            let mut index: HashMap<(Platform, String), usize> = HashMap::new();
-            for q in queued {
-                let slot = *index.entry((q.platform, q.to.target())).or_insert_with(|| {
-                    groups.push(DigestGroup {
-                        platform: q.platform,
-                        to: q.to.clone(),
-                        keys: Vec::new(),
-                    });
-                    groups.len() - 1
-                });
-                groups[slot].keys.push(q.key);
-            }
+            let groups = self.store.queued_addresses(DIGEST_ADDRESSES).await?;
+            let full = groups.len() as i64 == DIGEST_ADDRESSES;
             if groups.is_empty() {
                 break;
             }
@@ -282,6 +287,30 @@ impl Service {
             }
         }
         Ok(sent)
+    }
+
+    /// The next batch of due requests after `cursor`, loaded with their handled
+    /// reminder keys; `None` when nothing more is due.
+    async fn due_batch(
+        &self,
+        now: Timestamp,
+        cursor: Option<(Timestamp, RequestId)>,
+    ) -> Result<Option<DueBatch>, ServiceError> {
+        let due = self.store.due_requests(now, cursor, BATCH).await?;
+        let Some(last) = due.last().copied() else {
+            return Ok(None);
+        };
+        let ids: Vec<RequestId> = due.iter().map(|(_, id)| *id).collect();
+        let (requests, handled) = tokio::try_join!(
+            self.store.load_many(&ids),
+            self.store.handled_reminders(&ids)
+        )?;
+        Ok(Some(DueBatch {
+            requests,
+            handled,
+            cursor: Some(last),
+            full: due.len() as i64 == BATCH,
+        }))
     }
 
     /// Moves every exception granted under an older version of a policy than the

@@ -34,9 +34,7 @@ use crate::governance::{PersonId, RoleId};
 
 pub use audit::{AuditEntry, AuditRecord, Outcome, VerifyError, VerifyReport};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus, PostedCard};
-pub use schedule::{
-    DigestGroup, DigestSent, QueuedReminder, ReminderRecord, ReminderRow, ReminderStatus,
-};
+pub use schedule::{DigestGroup, DigestSent, ReminderRecord, ReminderRow, ReminderStatus};
 pub use writer::Scheduling;
 
 #[derive(Debug, thiserror::Error)]

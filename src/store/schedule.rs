@@ -88,20 +88,11 @@ impl ReminderRow {
     }
 }
 
-/// A queued reminder, for grouping into digests.
-#[derive(Clone, Debug)]
-pub struct QueuedReminder {
-    pub key: String,
-    pub platform: Platform,
-    pub to: Address,
-}
-
-/// The queued reminders one digest sends to one address, in order.
+/// An address with queued reminders: one digest sends them all.
 #[derive(Clone, Debug)]
 pub struct DigestGroup {
     pub platform: Platform,
     pub to: Address,
-    pub keys: Vec<String>,
 }
 
 /// A digest that was queued for delivery.
@@ -146,7 +137,7 @@ fn platform(s: &str) -> Result<Platform> {
     }
 }
 
-/// Inside the writer's transaction: marks each group's still-queued reminders sent
+/// Inside the writer's transaction: marks each address's still-queued reminders sent
 /// and turns them into one digest message (plus one audit entry) per address.
 pub(super) async fn write_digests(
     conn: &mut AnyConnection,
@@ -159,31 +150,26 @@ pub(super) async fn write_digests(
         sent: Vec::new(),
     };
     for g in groups {
-        let mut sent: HashSet<String> = HashSet::new();
-        for chunk in g.keys.chunks(400) {
-            // The SQL text holds only placeholders.
-            let sql = format!(
-                "UPDATE reminders SET status = 'sent', sent_at = $1 \
-                 WHERE status = 'queued' AND key IN ({}) RETURNING key",
-                placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
-            for k in chunk {
-                q = q.bind(k.clone());
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                sent.insert(row.try_get("key")?);
-            }
-        }
-        let keys: Vec<String> = g
-            .keys
+        // Whatever is queued for the address now, whoever queued it: once, since only
+        // the statement that flips a row from queued owns it.
+        let rows = sqlx::query(
+            "UPDATE reminders SET status = 'sent', sent_at = $1 \
+             WHERE status = 'queued' AND platform = $2 AND target = $3 RETURNING key, due_at",
+        )
+        .bind(now.millis())
+        .bind(g.platform.as_str())
+        .bind(g.to.target())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut due: Vec<(i64, String)> = rows
             .iter()
-            .filter(|k| sent.contains(*k))
-            .cloned()
-            .collect();
-        if keys.is_empty() {
+            .map(|r| Ok((r.try_get("due_at")?, r.try_get("key")?)))
+            .collect::<Result<_>>()?;
+        if due.is_empty() {
             continue;
         }
+        due.sort_unstable();
+        let keys: Vec<String> = due.into_iter().map(|(_, k)| k).collect();
         // A digest shows its first items in full and counts the rest: read only those.
         let shown = &keys[..keys.len().min(crate::chat::plan::DIGEST_ITEMS)];
         let sql = format!(
@@ -231,19 +217,33 @@ pub(super) async fn write_digests(
 }
 
 impl Store {
-    /// Requests the scheduler has something to do for at `now`, earliest first. Reads
-    /// only due rows (partial index on `due_at`).
-    pub async fn due_requests(&self, now: Timestamp, limit: i64) -> Result<Vec<RequestId>> {
+    /// Requests the scheduler has something to do for at `now`, earliest first, after
+    /// `after` (keyset order on due_at, id). Reads only due rows (partial index on
+    /// `due_at`).
+    pub async fn due_requests(
+        &self,
+        now: Timestamp,
+        after: Option<(Timestamp, RequestId)>,
+        limit: i64,
+    ) -> Result<Vec<(Timestamp, RequestId)>> {
+        let (due, id) = after.map_or((i64::MIN, 0), |(t, id)| (t.millis(), id.get()));
         let rows = sqlx::query(
-            "SELECT id FROM requests WHERE due_at IS NOT NULL AND due_at <= $1 \
-             ORDER BY due_at, id LIMIT $2",
+            "SELECT due_at, id FROM requests WHERE due_at IS NOT NULL AND due_at <= $1 \
+             AND due_at >= $2 AND (due_at > $2 OR id > $3) ORDER BY due_at, id LIMIT $4",
         )
         .bind(now.millis())
+        .bind(due)
+        .bind(id)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
-            .map(|r| Ok(RequestId::new(r.try_get("id")?)))
+            .map(|r| {
+                Ok((
+                    Timestamp::from_millis(r.try_get("due_at")?),
+                    RequestId::new(r.try_get("id")?),
+                ))
+            })
             .collect()
     }
 
@@ -339,19 +339,18 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Reminders waiting for a digest, grouped by address in due order.
-    pub async fn queued_reminders(&self, limit: i64) -> Result<Vec<QueuedReminder>> {
+    /// Addresses with reminders waiting for a digest.
+    pub async fn queued_addresses(&self, limit: i64) -> Result<Vec<DigestGroup>> {
         let rows = sqlx::query(
-            "SELECT key, platform, target FROM reminders WHERE status = 'queued' \
-             ORDER BY platform, target, due_at, key LIMIT $1",
+            "SELECT DISTINCT platform, target FROM reminders WHERE status = 'queued' \
+             ORDER BY platform, target LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(QueuedReminder {
-                    key: r.try_get("key")?,
+                Ok(DigestGroup {
                     platform: platform(r.try_get("platform")?)?,
                     to: Address::from_target(r.try_get("target")?),
                 })
@@ -359,8 +358,8 @@ impl Store {
             .collect()
     }
 
-    /// Sends each group's still-queued reminders as one digest (outbox + audit), in
-    /// one transaction through the writer.
+    /// Sends each address's queued reminders as one digest (outbox + audit), in one
+    /// transaction through the writer.
     pub async fn send_digests(
         &self,
         groups: Vec<DigestGroup>,
