@@ -356,7 +356,9 @@ impl Service {
         Err(ServiceError::Busy(id))
     }
 
-    async fn refuse(
+    /// Records a refused attempt under `action` (the audit trail's name for it), with
+    /// the explanation where the attempt came from.
+    pub(crate) async fn refuse(
         &self,
         attempt: &Attempt,
         action: &str,

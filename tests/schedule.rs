@@ -355,6 +355,48 @@ both!(
 );
 
 both!(
+    a_changed_attestation_sends_it_back_to_assessment_and_says_so,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = approved(svc.clone()).await;
+        act_at(
+            &flow,
+            "kenji.watanabe",
+            Action::CompleteCondition { condition: 1 },
+            at("2026-12-01T09:00:00Z"),
+        )
+        .await;
+        let review_at = flow.request().await.grant.unwrap().next_review_at.unwrap();
+        svc.sweep(review_at, false).await.unwrap();
+        act_at(
+            &flow,
+            "marcus.webb",
+            Action::Attest {
+                answer: AttestationAnswer::Changed,
+                note: "Now also used on customer tickets.".into(),
+            },
+            ms(review_at, 3_600_000),
+        )
+        .await;
+        let r = flow.request().await;
+        assert_eq!(r.state, State::ReassessmentRequired);
+        assert_eq!(r.versions.len(), 2, "history kept");
+        let outbox = svc.store.outbox().await.unwrap();
+        for person in ["james.carter", "marcus.webb"] {
+            let to = dm(person);
+            assert!(
+                outbox.iter().any(|o| o.outgoing.to.target() == to
+                    && o.outgoing.message.summary
+                        == "AIX-0001 \"Use an LLM coding assistant\" goes back to assessment: \
+                            Marcus Webb attested that its use has changed. It stays in force \
+                            until a new decision or its expiry."),
+                "{person} told"
+            );
+        }
+    }
+);
+
+both!(
     catch_up_after_downtime_reminds_once_in_one_digest,
     |db: TestDb| async move {
         let svc = db.service().await;

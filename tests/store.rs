@@ -492,6 +492,54 @@ both!(
 );
 
 both!(
+    verifying_while_entries_are_appended_finds_the_chain_intact,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        // A running server appends while an auditor verifies: never a tampered tail.
+        let (svc, id) = (flow.svc.clone(), flow.id);
+        let writer = tokio::spawn(async move {
+            for i in 0..60 {
+                let comment = Action::Comment {
+                    text: format!("note {i}"),
+                };
+                let attempt = Attempt::new(Actor::Person(p("james.carter")), id, 1, comment);
+                svc.act(attempt, now()).await.unwrap();
+            }
+        });
+        while !writer.is_finished() {
+            let verified = flow.svc.store.verify_audit().await.unwrap();
+            assert!(verified.is_ok(), "{verified:?}");
+        }
+        writer.await.unwrap();
+        let report = flow.svc.store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(report.entries, 61);
+    }
+);
+
+both!(
+    an_audit_entry_past_the_head_is_detected,
+    |db: TestDb| async move {
+        let flow = Flow::file(db.service().await).await;
+        flow.assessed(1, 2).await;
+        // The head is put back one entry, as if entry 4 had been inserted behind it.
+        flow.svc
+            .store
+            .execute_raw(
+                "UPDATE audit_head SET seq = seq - 1, \
+                 hash = (SELECT prev_hash FROM audit WHERE audit.seq = audit_head.seq)",
+            )
+            .await
+            .unwrap();
+        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 4, "{broken}");
+        assert!(
+            broken.reason.contains("without moving the head"),
+            "{broken}"
+        );
+    }
+);
+
+both!(
     migrations_are_idempotent_and_queries_find_requests,
     |db: TestDb| async move {
         let svc = db.service().await;

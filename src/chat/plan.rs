@@ -14,7 +14,8 @@ use std::collections::HashSet;
 use super::{Address, Button, Message, Outgoing, Platform, Section, Style};
 use crate::domain::schedule::{Reminder, Who};
 use crate::domain::{
-    CommentVia, Event, ExceptionRequest, RequestId, State, Timestamp, VoteVerdict,
+    AttestationAnswer, CommentVia, Event, ExceptionRequest, RequestId, State, Timestamp,
+    VoteVerdict,
 };
 use crate::governance::{Governance, OptionId, PersonId, RoleId, Stage, Tier};
 use crate::store::Summary;
@@ -1088,18 +1089,44 @@ fn event_notices(
                 out.push(dm(&g.monitoring_owner, text, vec![]));
             }
         }
-        Event::Attested { attestation } => {
-            if r.state == State::Closed {
+        Event::Attested { attestation } => match attestation.answer {
+            AttestationAnswer::NoLongerNeeded => out.push(dm(
+                requester,
+                format!(
+                    "{reference} was closed early by {}: no longer needed.",
+                    name(gov, &attestation.by)
+                ),
+                vec![],
+            )),
+            AttestationAnswer::StillNeeded => {
+                let next = r
+                    .grant
+                    .as_ref()
+                    .map(|g| match g.next_review_at {
+                        Some(n) => format!("Next review {}.", date(n)),
+                        None => format!(
+                            "No further review before it expires after {}.",
+                            date(Timestamp::from_millis(g.expires_at.millis() - 1))
+                        ),
+                    })
+                    .unwrap_or_default();
                 out.push(dm(
-                    requester,
-                    format!(
-                        "{reference} was closed early by {}: no longer needed.",
-                        name(gov, &attestation.by)
-                    ),
+                    &attestation.by,
+                    format!("Recorded: {reference} \"{title}\" is still needed. {next}"),
                     vec![],
                 ));
             }
-        }
+            AttestationAnswer::Changed => {
+                let text = format!(
+                    "{reference} \"{title}\" goes back to assessment: {} attested that its use has changed. It stays in force until a new decision or its expiry.",
+                    name(gov, &attestation.by)
+                );
+                out.push(dm(requester, text.clone(), vec![]));
+                if attestation.by != *requester {
+                    out.push(dm(&attestation.by, text, vec![]));
+                }
+            }
+        },
         Event::ReviewDue
         | Event::Assessed { risk: None, .. }
         | Event::FeedbackGiven { .. }

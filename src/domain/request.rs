@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::content::{self, Field, FieldErrors};
-use super::{RequestContent, RequestId, State, Timestamp};
+use super::{FormInput, RequestContent, RequestId, State, Timestamp};
 use crate::governance::{Dimension, Governance, GovernanceHash, PersonId, RoleId, Tier};
 
 /// Who acts: a person (resolved from a verified platform identity) or the scheduler.
@@ -533,6 +533,8 @@ pub enum WorkflowError {
     NotRequester { reference: String },
     #[error("Only the monitoring owner of {reference} can do this.")]
     NotMonitoringOwner { reference: String },
+    #[error("Only the requester or the monitoring owner of {reference} can renew it.")]
+    NotRenewer { reference: String },
     #[error("Only a revoker or an approver of {reference}'s tier can revoke it.")]
     NotARevoker { reference: String },
     #[error("A reason is required.")]
@@ -737,11 +739,26 @@ impl ExceptionRequest {
         }
         let owner = self.grant.as_ref().map(|g| &g.monitoring_owner);
         if !self.is_editor(person) && owner != Some(person) {
-            return Err(WorkflowError::NotRequester {
+            return Err(WorkflowError::NotRenewer {
                 reference: self.reference(),
             });
         }
         Ok(())
+    }
+
+    /// The intake form of a renewal, pre-filled from this request: it starts where
+    /// this exception ends (today if that has passed) and asks for as long as this one
+    /// asked for.
+    pub fn renewal_input(&self, today: NaiveDate) -> FormInput {
+        let mut input = self.content().to_input();
+        let start = match &self.grant {
+            Some(g) if self.state != State::Expired => g.expires_at.date().max(today),
+            _ => today,
+        };
+        input.start = start.to_string();
+        input.end =
+            (start + chrono::Days::new(self.content().requested_days().max(1) as u64)).to_string();
+        input
     }
 
     fn wrong_state(&self, action: &'static str) -> WorkflowError {

@@ -873,8 +873,21 @@ fn renewal_is_open_to_the_requester_and_owner_of_a_granted_exception() {
     assert!(w.r.may_renew(&p("marcus.webb")).is_ok());
     assert!(matches!(
         w.r.may_renew(&p("olivia.brown")),
-        Err(WorkflowError::NotRequester { .. })
+        Err(WorkflowError::NotRenewer { .. })
     ));
+    // The renewal starts where the exception ends, for as long as it asked for.
+    let input = w.r.renewal_input(now().date());
+    assert_eq!(input.title, w.r.content().title);
+    assert_eq!(input.start, "2027-04-01");
+    assert_eq!(input.end, "2027-09-29");
+    let mut expired = clone_w(&w);
+    expired.at = expired.r.grant.as_ref().unwrap().expires_at;
+    expired.system(Action::Expire);
+    assert_eq!(
+        expired.r.renewal_input(day("2027-05-02")).start,
+        "2027-05-02",
+        "an expired exception's renewal starts today"
+    );
     assert!(matches!(
         W::new().r.may_renew(&p("james.carter")),
         Err(WorkflowError::WrongState { .. })

@@ -163,11 +163,25 @@ impl fmt::Display for VerifyError {
     }
 }
 
+/// The head: the last sequence number and hash appended.
+async fn head(db: &AnyPool) -> Result<(u64, String)> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(db)
+        .await?;
+    Ok((head.try_get::<i64, _>("seq")? as u64, head.try_get("hash")?))
+}
+
 /// Recomputes every hash in order, checks each row's columns against its entry, the
 /// sequence for gaps and the head for a truncated tail.
+///
+/// The head is read before the entries: an append moves the head in the transaction
+/// that inserts its entries, so every entry up to that head is there when they are
+/// read, and entries appended meanwhile (the server keeps running while an auditor
+/// verifies) are not mistaken for a tampered tail.
 pub(super) async fn verify(db: &AnyPool) -> Result<Result<VerifyReport, VerifyError>> {
     use futures_util::TryStreamExt;
 
+    let (head_seq, head_hash) = head(db).await?;
     let mut rows = sqlx::query(
         "SELECT seq, at, actor, request_id, action, outcome, entry, prev_hash, hash \
          FROM audit ORDER BY seq",
@@ -175,6 +189,8 @@ pub(super) async fn verify(db: &AnyPool) -> Result<Result<VerifyReport, VerifyEr
     .fetch(db);
     let mut expected_seq = 1u64;
     let mut prev = GENESIS.to_string();
+    // The chain's hash at the head's entry.
+    let mut at_head = (head_seq == 0).then(|| prev.clone());
     while let Some(row) = rows.try_next().await? {
         let seq = row.try_get::<i64, _>("seq")? as u64;
         let fail = |reason: String| Ok(Err(VerifyError { seq, reason }));
@@ -209,25 +225,36 @@ pub(super) async fn verify(db: &AnyPool) -> Result<Result<VerifyReport, VerifyEr
             );
         }
         prev = hash;
+        if seq == head_seq {
+            at_head = Some(prev.clone());
+        }
         expected_seq += 1;
     }
     drop(rows);
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(db)
-        .await?;
-    let head_seq = head.try_get::<i64, _>("seq")? as u64;
-    let head_hash: String = head.try_get("hash")?;
-    if head_seq != expected_seq - 1 || head_hash != prev {
+    let last = expected_seq - 1;
+    if last < head_seq || at_head.as_deref() != Some(head_hash.as_str()) {
         return Ok(Err(VerifyError {
             seq: head_seq,
             reason: format!(
-                "the chain ends at entry {} but the head records entry {head_seq}: entries were removed from the end",
-                expected_seq - 1
+                "the chain ends at entry {last} but the head records entry {head_seq}: entries were removed from the end"
             ),
         }));
     }
+    if last > head_seq {
+        // Entries past the head read first: appended since, so the head has moved on
+        // to them (or past them) — unless they were inserted behind its back.
+        let (now_seq, now_hash) = head(db).await?;
+        if last > now_seq || (last == now_seq && now_hash != prev) {
+            return Ok(Err(VerifyError {
+                seq: last,
+                reason: format!(
+                    "the chain ends at entry {last} but the head records entry {now_seq}: entries were added without moving the head"
+                ),
+            }));
+        }
+    }
     Ok(Ok(VerifyReport {
-        entries: expected_seq - 1,
+        entries: last,
         head: prev,
     }))
 }

@@ -605,20 +605,21 @@ async fn block_action(
         }
         actions::RENEW => {
             if let Err(error) = r.may_renew(&me) {
-                let a = attempt(Action::Withdraw {
-                    reason: String::new(),
+                // Renew… has no action of its own: audit the refusal as a renewal (as
+                // `Service::submit` does), not as the placeholder action's name.
+                let a = attempt(Action::Comment {
+                    text: String::new(),
                 });
-                return refuse(svc, a, &r, error, now).await;
+                return match svc.refuse(&a, "renew", &r, &error, now).await {
+                    Ok(()) => ok(),
+                    Err(e) => internal(e),
+                };
             }
             let meta = ViewMeta {
                 renews: Some(r.id.get()),
                 ..ViewMeta::default()
             };
-            let mut input = r.content().to_input();
-            input.start = now.date().to_string();
-            input.end = (now.date()
-                + chrono::Days::new(r.content().requested_days().max(1) as u64))
-            .to_string();
+            let input = r.renewal_input(now.date());
             open_view(
                 edge,
                 e.trigger_id.clone(),
