@@ -166,7 +166,7 @@ impl Service {
             };
             let queue = async {
                 if dry_run {
-                    Ok(0)
+                    Ok(())
                 } else {
                     self.store.queue_reminders(&rows, &reschedule, now).await
                 }

@@ -63,6 +63,34 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend of an open connection.
+    pub(crate) fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// Placeholders for `n` values bound in order, numbered from `from` (a statement
+    /// must use one style throughout). SQLite gets anonymous `?`: sqlx-sqlite looks each
+    /// `$N` up by name, which SQLite answers by walking its list of names, so binding a
+    /// multi-row statement costs time quadratic in its parameters.
+    pub(crate) fn params(self, from: usize, n: usize) -> String {
+        (from..from + n)
+            .map(|i| self.param(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The `i`th placeholder (see [`Backend::params`]).
+    pub(crate) fn param(self, i: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".into(),
+            Backend::Postgres => format!("${i}"),
+        }
+    }
+
     pub fn of_url(url: &str) -> Option<Self> {
         if url.starts_with("sqlite:") {
             Some(Backend::Sqlite)
@@ -204,7 +232,7 @@ impl Store {
                             sqlx::raw_sql(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA wal_autocheckpoint = 0;",
+                                 PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
                             )
                             .execute(conn)
                             .await?;
@@ -288,7 +316,7 @@ impl Store {
 
     /// Loads a request with every record it has.
     pub async fn load(&self, id: RequestId) -> Result<Option<ExceptionRequest>> {
-        Ok(load_requests(&self.read, &[id]).await?.pop())
+        Ok(load_requests(&self.read, self.backend, &[id]).await?.pop())
     }
 
     /// Files a new request: allocates its number, then commits what `make` builds
@@ -574,13 +602,17 @@ fn system_key(name: &str) -> String {
 }
 
 /// Loads many requests with two queries per chunk (the scheduler's batches).
-async fn load_requests(db: &AnyPool, ids: &[RequestId]) -> Result<Vec<ExceptionRequest>> {
+async fn load_requests(
+    db: &AnyPool,
+    backend: Backend,
+    ids: &[RequestId],
+) -> Result<Vec<ExceptionRequest>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = backend.params(1, chunk.len());
+        // Each list of the union binds the ids again (one placeholder style, in order).
+        let [a, b, c, d, e, f, g]: [String; 7] =
+            std::array::from_fn(|k| backend.params(k * chunk.len() + 1, chunk.len()));
         // The SQL text holds only placeholders.
         let sql = format!(
             "SELECT id, revision, state, requester, created_at, stage_since, renews, body \
@@ -593,18 +625,20 @@ async fn load_requests(db: &AnyPool, ids: &[RequestId]) -> Result<Vec<ExceptionR
         let rows = q.fetch_all(db).await?;
         let sql = format!(
             "SELECT request_id, kind, seq, body FROM ( \
-               SELECT request_id, 'a' AS kind, version AS seq, body FROM request_versions WHERE request_id IN ({list}) \
-               UNION ALL SELECT request_id, 'b', seq, body FROM reviews WHERE request_id IN ({list}) \
-               UNION ALL SELECT request_id, 'c', seq, body FROM assessments WHERE request_id IN ({list}) \
-               UNION ALL SELECT request_id, 'd', seq, body FROM comments WHERE request_id IN ({list}) \
-               UNION ALL SELECT request_id, 'e', seq, body FROM decisions WHERE request_id IN ({list}) \
-               UNION ALL SELECT request_id, 'f', condition_id, body FROM conditions WHERE request_id IN ({list}) \
-               UNION ALL SELECT request_id, 'g', seq, body FROM attestations WHERE request_id IN ({list}) \
+               SELECT request_id, 'a' AS kind, version AS seq, body FROM request_versions WHERE request_id IN ({a}) \
+               UNION ALL SELECT request_id, 'b', seq, body FROM reviews WHERE request_id IN ({b}) \
+               UNION ALL SELECT request_id, 'c', seq, body FROM assessments WHERE request_id IN ({c}) \
+               UNION ALL SELECT request_id, 'd', seq, body FROM comments WHERE request_id IN ({d}) \
+               UNION ALL SELECT request_id, 'e', seq, body FROM decisions WHERE request_id IN ({e}) \
+               UNION ALL SELECT request_id, 'f', condition_id, body FROM conditions WHERE request_id IN ({f}) \
+               UNION ALL SELECT request_id, 'g', seq, body FROM attestations WHERE request_id IN ({g}) \
              ) AS children ORDER BY request_id, kind, seq"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(id.get());
+        for _ in 0..7 {
+            for id in chunk {
+                q = q.bind(id.get());
+            }
         }
         let children = q.fetch_all(db).await?;
         let mut by_id: HashMap<i64, Vec<&sqlx::any::AnyRow>> = HashMap::new();

@@ -122,13 +122,6 @@ pub(super) struct Written {
     pub sent: Vec<DigestSent>,
 }
 
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn platform(s: &str) -> Result<Platform> {
     match s {
         "slack" => Ok(Platform::Slack),
@@ -174,7 +167,7 @@ pub(super) async fn write_digests(
         let shown = &keys[..keys.len().min(crate::chat::plan::DIGEST_ITEMS)];
         let sql = format!(
             "SELECT key, body FROM reminders WHERE key IN ({})",
-            placeholders(1, shown.len())
+            Backend::of(conn).params(1, shown.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for k in shown {
@@ -259,7 +252,7 @@ impl Store {
 
     /// Loads many requests at once (two queries per 500).
     pub async fn load_many(&self, ids: &[RequestId]) -> Result<Vec<ExceptionRequest>> {
-        load_requests(&self.read, ids).await
+        load_requests(&self.read, self.backend, ids).await
     }
 
     /// The reminder keys (without address) already queued, sent or skipped for `ids`.
@@ -269,7 +262,7 @@ impl Store {
             // The SQL text holds only placeholders.
             let sql = format!(
                 "SELECT key FROM reminders WHERE request_id IN ({})",
-                placeholders(1, chunk.len())
+                self.backend.params(1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -287,36 +280,36 @@ impl Store {
     /// Queues (or records as skipped) reminders and moves the requests' next due
     /// instants on, in one transaction. A reminder whose key exists already is left
     /// alone (another sweep owns it); a request changed since it was read keeps its
-    /// `due_at`, so the next sweep looks at it again. Returns the rows inserted.
+    /// `due_at`, so the next sweep looks at it again.
     pub async fn queue_reminders(
         &self,
         rows: &[ReminderRow],
         reschedule: &[(RequestId, u64, Option<Timestamp>)],
         now: Timestamp,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         let mut tx = match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
         };
-        let inserted = if rows.is_empty() {
-            0
-        } else {
+        if !rows.is_empty() {
             writer::insert(
                 &mut tx,
                 &writer::REMINDERS,
                 rows.iter().map(|r| r.binds(now)).collect(),
             )
-            .await?
-            .len()
-        };
+            .await?;
+        }
+        // 100 rows a statement: SQLite's plan for UPDATE … FROM (VALUES …) turned
+        // several times slower with 500.
         for chunk in reschedule.chunks(100) {
             let values = (0..chunk.len())
                 .map(|i| {
+                    let p = |k| self.backend.param(3 * i + k);
                     format!(
-                        "(CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
-                        3 * i + 1,
-                        3 * i + 2,
-                        3 * i + 3
+                        "(CAST({} AS BIGINT), CAST({} AS BIGINT), CAST({} AS BIGINT))",
+                        p(1),
+                        p(2),
+                        p(3)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -336,7 +329,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(())
     }
 
     /// Addresses with reminders waiting for a digest.

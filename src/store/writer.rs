@@ -193,7 +193,8 @@ pub(super) const REMINDERS: Table = Table {
         "sent_at",
         "body",
     ],
-    suffix: " ON CONFLICT (key) DO NOTHING RETURNING key",
+    // A key that exists already belongs to whoever inserted it first.
+    suffix: " ON CONFLICT (key) DO NOTHING",
 };
 const IDEMPOTENCY: Table = Table {
     name: "idempotency",
@@ -893,11 +894,10 @@ async fn existing_keys(conn: &mut AnyConnection, keys: &[String]) -> Result<Hash
         let size = CHUNKS.into_iter().find(|c| *c <= rest.len()).unwrap_or(1);
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let placeholders: Vec<String> = (1..=size).map(|i| format!("${i}")).collect();
         // The SQL text holds only placeholders.
         let sql = format!(
             "SELECT key FROM idempotency WHERE key IN ({})",
-            placeholders.join(", ")
+            Backend::of(conn).params(1, size)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for k in chunk {
@@ -916,12 +916,12 @@ pub(super) async fn insert(
     table: &Table,
     rows: Vec<Vec<Bind>>,
 ) -> Result<Vec<sqlx::any::AnyRow>> {
+    let backend = Backend::of(conn);
     let mut out = Vec::new();
-    let mut rest = &rows[..];
-    while !rest.is_empty() {
-        let size = CHUNKS.into_iter().find(|c| *c <= rest.len()).unwrap_or(1);
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let size = CHUNKS.into_iter().find(|c| *c <= rows.len()).unwrap_or(1);
+        let chunk: Vec<Vec<Bind>> = rows.by_ref().take(size).collect();
         let width = table.columns.len();
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ",
@@ -930,13 +930,7 @@ pub(super) async fn insert(
         );
         for r in 0..size {
             sql.push_str(if r == 0 { "(" } else { ", (" });
-            for c in 0..width {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('$');
-                sql.push_str(&(r * width + c + 1).to_string());
-            }
+            sql.push_str(&backend.params(r * width + 1, width));
             sql.push(')');
         }
         sql.push_str(table.suffix);
@@ -945,10 +939,10 @@ pub(super) async fn insert(
         for row in chunk {
             for v in row {
                 q = match v {
-                    Bind::Int(x) => q.bind(*x),
-                    Bind::OptInt(x) => q.bind(*x),
-                    Bind::Text(x) => q.bind(x.clone()),
-                    Bind::OptText(x) => q.bind(x.clone()),
+                    Bind::Int(x) => q.bind(x),
+                    Bind::OptInt(x) => q.bind(x),
+                    Bind::Text(x) => q.bind(x),
+                    Bind::OptText(x) => q.bind(x),
                 };
             }
         }
