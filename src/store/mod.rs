@@ -232,7 +232,7 @@ impl Store {
                             sqlx::raw_sql(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384;",
+                                 PRAGMA wal_autocheckpoint = 0;",
                             )
                             .execute(conn)
                             .await?;
