@@ -98,6 +98,17 @@ async fn act_at(flow: &Flow, who: &str, action: Action, t: Timestamp) {
     assert!(matches!(acted, Acted::Applied { .. }), "{who}: {acted:?}");
 }
 
+/// Kenji marks the SSO condition done at `t`: active from then (its start has passed).
+async fn sso_done(flow: &Flow, t: Timestamp) {
+    act_at(
+        flow,
+        "kenji.watanabe",
+        Action::CompleteCondition { condition: 1 },
+        t,
+    )
+    .await;
+}
+
 fn still_needed(note: &str) -> Action {
     Action::Attest {
         answer: AttestationAnswer::StillNeeded,
@@ -181,13 +192,7 @@ both!(
         assert!(nothing(&sweep(&svc, "2026-12-16T00:00:00Z").await));
 
         // Marking it done activates the exception (its start has passed).
-        act_at(
-            &flow,
-            "kenji.watanabe",
-            Action::CompleteCondition { condition: 1 },
-            at("2026-12-16T09:00:00Z"),
-        )
-        .await;
+        sso_done(&flow, at("2026-12-16T09:00:00Z")).await;
         assert_eq!(flow.request().await.state, State::Active);
 
         // Review due on the tier's cadence (90 days after the decision).
@@ -329,13 +334,7 @@ both!(
         assert!(json.contains("Mark 1 done"), "{json}");
 
         // Doing the condition lifts the suspension; with nothing else open it is active.
-        act_at(
-            &flow,
-            "kenji.watanabe",
-            Action::CompleteCondition { condition: 1 },
-            at("2026-12-24T09:00:00Z"),
-        )
-        .await;
+        sso_done(&flow, at("2026-12-24T09:00:00Z")).await;
         let r = flow.request().await;
         assert_eq!(r.state, State::Active);
         let outbox = svc.store.outbox().await.unwrap();
@@ -359,13 +358,7 @@ both!(
     |db: TestDb| async move {
         let svc = db.service().await;
         let flow = approved(svc.clone()).await;
-        act_at(
-            &flow,
-            "kenji.watanabe",
-            Action::CompleteCondition { condition: 1 },
-            at("2026-12-01T09:00:00Z"),
-        )
-        .await;
+        sso_done(&flow, at("2026-12-01T09:00:00Z")).await;
         let review_at = flow.request().await.grant.unwrap().next_review_at.unwrap();
         svc.sweep(review_at, false).await.unwrap();
         act_at(
@@ -401,13 +394,7 @@ both!(
     |db: TestDb| async move {
         let svc = db.service().await;
         let flow = approved(svc.clone()).await;
-        act_at(
-            &flow,
-            "kenji.watanabe",
-            Action::CompleteCondition { condition: 1 },
-            now(),
-        )
-        .await;
+        sso_done(&flow, now()).await;
         // No sweep ran for eight months: the review fell due and all three expiry
         // lead times passed.
         let report = sweep(&svc, "2027-08-01T12:00:00Z").await;

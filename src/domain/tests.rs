@@ -397,51 +397,6 @@ fn approval_without_conditions_starting_today_is_active_at_once() {
     assert_eq!(snapshot.assessments.len(), 2);
 }
 
-#[test]
-fn approval_with_conditions_becomes_active_when_the_owner_marks_them_done() {
-    let mut w = low_awaiting();
-    let mut t = terms("2026-11-24", "2027-06-30");
-    t.conditions = vec![
-        ConditionSpec {
-            text: "Enable SSO".into(),
-            owner: p("kenji.watanabe"),
-            due: day("2026-12-15"),
-        },
-        ConditionSpec {
-            text: "Train the team".into(),
-            owner: p("marcus.webb"),
-            due: day("2027-01-15"),
-        },
-    ];
-    w.act("anna.kowalski", approve(t));
-    assert_eq!(w.r.state, State::Approved);
-    assert_eq!(w.r.conditions.len(), 2);
-    assert_eq!(
-        w.r.grant.as_ref().unwrap().next_review_at,
-        Some(now().plus_days(180))
-    );
-    // The condition's own owner may mark it done.
-    let e = w.act("kenji.watanabe", Action::CompleteCondition { condition: 1 });
-    assert!(matches!(
-        e,
-        Event::ConditionCompleted {
-            activated: false,
-            ..
-        }
-    ));
-    assert_eq!(w.r.state, State::Approved);
-    // The monitoring owner may mark any condition done.
-    let e = w.act("marcus.webb", Action::CompleteCondition { condition: 2 });
-    assert!(matches!(
-        e,
-        Event::ConditionCompleted {
-            activated: true,
-            ..
-        }
-    ));
-    assert_eq!(w.r.state, State::Active);
-}
-
 fn at(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()
 }
@@ -467,6 +422,36 @@ fn approved_with_conditions(g: Governance) -> W {
     w.act("carlos.mendes", approve(t));
     assert_eq!(w.r.state, State::Approved);
     w
+}
+
+#[test]
+fn approval_with_conditions_becomes_active_when_the_owner_marks_them_done() {
+    let mut w = approved_with_conditions(gov());
+    assert_eq!(w.r.conditions.len(), 2);
+    assert_eq!(
+        w.r.grant.as_ref().unwrap().next_review_at,
+        Some(now().plus_days(180))
+    );
+    // The condition's own owner may mark it done.
+    let e = w.act("kenji.watanabe", Action::CompleteCondition { condition: 1 });
+    assert!(matches!(
+        e,
+        Event::ConditionCompleted {
+            activated: false,
+            ..
+        }
+    ));
+    assert_eq!(w.r.state, State::Approved);
+    // The monitoring owner may mark any condition done.
+    let e = w.act("marcus.webb", Action::CompleteCondition { condition: 2 });
+    assert!(matches!(
+        e,
+        Event::ConditionCompleted {
+            activated: true,
+            ..
+        }
+    ));
+    assert_eq!(w.r.state, State::Active);
 }
 
 #[test]
