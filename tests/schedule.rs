@@ -328,7 +328,10 @@ both!(
             .expect("a checklist card");
         let json = serde_json::to_string(&checklist.outgoing.message).unwrap();
         assert!(
-            json.contains("Suspended since 2026-12-23 00:00 UTC"),
+            json.contains(
+                "Suspended since 2026-12-23 00:00 UTC: may not be used until condition 1 \
+                 (Enable SSO, due 2026-12-15) is done"
+            ),
             "{json}"
         );
         assert!(json.contains("Mark 1 done"), "{json}");
@@ -350,6 +353,30 @@ both!(
         assert_eq!(suspensions.len(), 1);
         assert_eq!(suspensions[0].details["to"], "suspended");
         assert!(svc.store.verify_audit().await.unwrap().is_ok());
+    }
+);
+
+both!(
+    a_grace_period_turned_on_later_suspends_exceptions_already_overdue,
+    |db: TestDb| async move {
+        // Governance without suspension: the overdue condition is only reminded.
+        let lenient = SHIPPED.replacen("suspend_after_overdue_days = 7\n", "", 1);
+        assert_ne!(lenient, SHIPPED);
+        let gov = Arc::new(governance::parse(&lenient).unwrap());
+        let before = Service::new(db.store().await, gov);
+        let flow = approved(before.clone()).await;
+        sweep(&before, "2026-12-16T00:00:00Z").await;
+        assert!(nothing(&sweep(&before, "2027-01-20T00:00:00Z").await));
+        assert_eq!(flow.request().await.state, State::Approved);
+
+        // The file now suspends after 7 days: loading it makes the exception due, and
+        // the next sweep suspends it at once (it is long past the grace).
+        let after = db.service().await;
+        let t = at("2027-01-20T00:00:00Z");
+        after.reassess_policies(t, false).await.unwrap();
+        let report = after.sweep(t, false).await.unwrap();
+        assert_eq!(report.transitions, vec![(flow.id, "suspend")]);
+        assert_eq!(flow.request().await.state, State::Suspended);
     }
 );
 

@@ -672,12 +672,13 @@ fn card_message(
     Message { summary, sections }
 }
 
-/// The open conditions past their due date, for people: `condition 2 (…, due …) is`.
-fn overdue_list(r: &ExceptionRequest) -> String {
+/// The open conditions that suspended the exception (past their grace when it was
+/// suspended), for people: `condition 2 (…, due …) is`.
+fn overdue_list(gov: &Governance, r: &ExceptionRequest) -> String {
     let open: Vec<String> = r
         .conditions
         .iter()
-        .filter(|c| c.done.is_none())
+        .filter(|c| r.suspends_at(c, gov).is_some_and(|at| at <= r.stage_since))
         .map(|c| format!("condition {} ({}, due {})", c.id, c.text, c.due))
         .collect();
     match open.len() {
@@ -728,7 +729,7 @@ pub fn waiting_for(gov: &Governance, r: &ExceptionRequest) -> String {
         State::Suspended => format!(
             "Suspended since {}: may not be used until {} done ({}).",
             r.stage_since.minute(),
-            overdue_list(r),
+            overdue_list(gov, r),
             match &r.grant {
                 Some(g) => format!(
                     "valid until {}",

@@ -906,9 +906,11 @@ impl ExceptionRequest {
             }
             (None, Action::Suspend { condition }) => next.suspend(condition, gov, now)?,
             (None, Action::RequireReassessment { policy_version }) => {
+                // A suspended exception is reassessed once its suspension is lifted
+                // (the schedule lists the reassessment then).
                 if !matches!(
                     self.state,
-                    State::Approved | State::Active | State::ReviewDue | State::Suspended
+                    State::Approved | State::Active | State::ReviewDue
                 ) {
                     return Err(self.wrong_state("Reassessment"));
                 }
@@ -1435,12 +1437,17 @@ impl ExceptionRequest {
     }
 
     /// When an open condition suspends the exception, if governance suspends at all:
-    /// the grace period after the condition became overdue (the day after its due date).
+    /// the grace period after the condition became overdue (the day after its due date),
+    /// or after the decision if that came later (a quorum that took longer than a
+    /// condition's deadline still leaves the owner the whole grace).
     pub fn suspends_at(&self, c: &Condition, gov: &Governance) -> Option<Timestamp> {
         let grace = gov.reminders.suspend_after_overdue_days?;
-        c.done
-            .is_none()
-            .then(|| Timestamp::start_of(c.due).plus_days(1 + grace))
+        let overdue = Timestamp::start_of(c.due).plus_days(1);
+        let from = match &self.grant {
+            Some(g) => overdue.max(g.decided_at),
+            None => overdue,
+        };
+        c.done.is_none().then(|| from.plus_days(grace))
     }
 
     /// The first open condition overdue beyond the grace period at `now`.

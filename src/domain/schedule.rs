@@ -158,6 +158,21 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
         });
     }
 
+    // Granted under an older version of its policy than the governance file names
+    // (e.g. a suspension lifted after the file changed): reassess now.
+    if matches!(r.state, State::Approved | State::Active | State::ReviewDue)
+        && let Some(policy) = gov.policy(&r.content().policy)
+        && policy.version != r.content().policy_version
+    {
+        items.push(transition(
+            "reassess",
+            r.stage_since,
+            Action::RequireReassessment {
+                policy_version: policy.version.clone(),
+            },
+        ));
+    }
+
     match r.state {
         State::Approved if r.conditions.iter().all(|c| c.done.is_some()) => {
             items.push(transition("activate", grant.starts_at, Action::Activate));
@@ -323,7 +338,8 @@ fn rank(a: &Action) -> u8 {
     match a {
         Action::Expire => 0,
         Action::Suspend { .. } => 1,
-        Action::Activate => 2,
-        _ => 3,
+        Action::RequireReassessment { .. } => 2,
+        Action::Activate => 3,
+        _ => 4,
     }
 }

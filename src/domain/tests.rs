@@ -588,6 +588,47 @@ fn a_suspension_lasts_while_any_condition_is_overdue_past_the_grace() {
 }
 
 #[test]
+fn a_suspended_exception_is_reassessed_only_once_its_suspension_is_lifted() {
+    let mut w = approved_with_conditions(gov());
+    w.at = at("2027-03-10T00:00:00Z");
+    w.system(Action::Suspend { condition: 1 });
+    let bump = || Action::RequireReassessment {
+        policy_version: "2027.1".into(),
+    };
+    assert!(matches!(
+        w.r.apply(&Actor::Scheduler, 0, bump(), &w.g, w.at),
+        Err(WorkflowError::WrongState { .. })
+    ));
+    // The file moves the policy on while it is suspended; once lifted, the schedule
+    // lists the reassessment at once.
+    w.g = gov_with("version = \"2026.2\"", "version = \"2027.1\"");
+    let reassess = |r: &ExceptionRequest, g: &Governance| {
+        schedule::schedule(r, g).into_iter().find(|i| {
+            matches!(
+                i.due,
+                schedule::Due::Transition(Action::RequireReassessment { .. })
+            )
+        })
+    };
+    assert!(reassess(&w.r, &w.g).is_none(), "not while suspended");
+    w.act("kenji.watanabe", Action::CompleteCondition { condition: 1 });
+    w.act("marcus.webb", Action::CompleteCondition { condition: 2 });
+    assert_eq!(w.r.state, State::Active);
+    let item = reassess(&w.r, &w.g).expect("reassessment scheduled");
+    assert_eq!(item.at, w.r.stage_since);
+    assert_eq!(item.due, schedule::Due::Transition(bump()));
+}
+
+#[test]
+fn the_grace_runs_from_the_decision_when_it_came_after_the_due_date() {
+    let mut w = approved_with_conditions(gov());
+    let decided = at("2027-01-10T15:00:00Z");
+    w.r.grant.as_mut().unwrap().decided_at = decided;
+    let c = w.r.conditions[0].clone(); // due 2026-12-15
+    assert_eq!(w.r.suspends_at(&c, &w.g), Some(decided.plus_days(7)));
+}
+
+#[test]
 fn without_a_grace_period_overdue_conditions_never_suspend() {
     let g = gov_with("suspend_after_overdue_days = 7\n", "");
     assert_eq!(g.reminders.suspend_after_overdue_days, None);

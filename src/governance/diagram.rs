@@ -183,6 +183,7 @@ pub fn mermaid(gov: &Governance) -> String {
         );
         let _ = writeln!(m, "    suspended -->|overdue conditions done| approved");
         let _ = writeln!(m, "    suspended -->|expiry| expired");
+        let _ = writeln!(m, "    suspended -->|revoke| revoked");
     }
     let _ = writeln!(m, "    active -->|review cadence| review");
     let _ = writeln!(m, "    review -->|still needed| active");

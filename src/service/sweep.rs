@@ -14,7 +14,7 @@ use super::{Acted, Attempt, Service, ServiceError};
 use crate::chat::plan;
 use crate::chat::{Address, Message, Platform};
 use crate::domain::schedule::{self, Due, Item};
-use crate::domain::{Action, Actor, ExceptionRequest, RequestId, Timestamp};
+use crate::domain::{Action, Actor, ExceptionRequest, RequestId, State, Timestamp};
 use crate::store::{DigestSent, ReminderRow, ReminderStatus};
 
 /// Requests read per batch.
@@ -313,13 +313,20 @@ impl Service {
         }))
     }
 
-    /// Moves every exception granted under an older version of a policy than the
-    /// governance file now names to reassessment (run when the file is loaded).
+    /// Run when the governance file is loaded: moves every exception granted under an
+    /// older version of a policy than the file now names to reassessment, and makes the
+    /// exceptions whose conditions are pending due for the next sweep (their timers may
+    /// have changed with the file, e.g. a suspension grace period turned on).
     pub async fn reassess_policies(
         &self,
         now: Timestamp,
         dry_run: bool,
     ) -> Result<Vec<RequestId>, ServiceError> {
+        if !dry_run {
+            self.store
+                .due_now(&[State::Approved, State::Suspended], now)
+                .await?;
+        }
         let mut moved = Vec::new();
         for policy in &self.gov.policies {
             let ids = self

@@ -232,11 +232,19 @@ pub(super) async fn verify(db: &AnyPool) -> Result<Result<VerifyReport, VerifyEr
     }
     drop(rows);
     let last = expected_seq - 1;
-    if last < head_seq || at_head.as_deref() != Some(head_hash.as_str()) {
+    if last < head_seq {
         return Ok(Err(VerifyError {
             seq: head_seq,
             reason: format!(
                 "the chain ends at entry {last} but the head records entry {head_seq}: entries were removed from the end"
+            ),
+        }));
+    }
+    if at_head.as_deref() != Some(head_hash.as_str()) {
+        return Ok(Err(VerifyError {
+            seq: head_seq,
+            reason: format!(
+                "the head records a hash for entry {head_seq} that the chain does not have: the head or the entries before it were rewritten"
             ),
         }));
     }

@@ -368,6 +368,28 @@ impl Store {
         }
     }
 
+    /// Makes every request in `states` due at `now` at the latest, so the next sweep
+    /// plans it again under the governance file as loaded. Returns the rows touched.
+    pub async fn due_now(&self, states: &[State], now: Timestamp) -> Result<u64> {
+        if states.is_empty() {
+            return Ok(0);
+        }
+        // The SQL text holds only placeholders.
+        let sql = format!(
+            "UPDATE requests SET due_at = $1 WHERE (due_at IS NULL OR due_at > $1) \
+             AND state IN ({})",
+            (2..2 + states.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.execute(&self.write).await?.rows_affected())
+    }
+
     /// Granted exceptions still in force under another version of `policy`.
     pub async fn granted_under_other_version(
         &self,
@@ -376,14 +398,13 @@ impl Store {
     ) -> Result<Vec<RequestId>> {
         let rows = sqlx::query(
             "SELECT id FROM requests WHERE policy_id = $1 AND policy_version <> $2 \
-             AND state IN ($3, $4, $5, $6) ORDER BY id",
+             AND state IN ($3, $4, $5) ORDER BY id",
         )
         .bind(policy.to_string())
         .bind(version.to_string())
         .bind(State::Approved.as_str())
         .bind(State::Active.as_str())
         .bind(State::ReviewDue.as_str())
-        .bind(State::Suspended.as_str())
         .fetch_all(&self.read)
         .await?;
         rows.iter()
