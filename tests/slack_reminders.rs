@@ -108,10 +108,16 @@ async fn granted(app: &App, title: &str, t0: Timestamp, days: u64) -> ExceptionR
 /// exactly what Waiver posted with `chat.postMessage`.
 async fn digest_to(app: &App, person: &str, needle: &str) -> Message {
     let user = uid(person);
+    // The fake records a call's status once it has answered it: wait for both.
     app.until("the digest DM", |f| {
         f.dms(&user)
             .iter()
             .any(|m| describe(&m.blocks).contains(needle))
+            && f.calls_to("chat.postMessage").iter().any(|c| {
+                c.status == 200
+                    && c.body["channel"] == user.as_str()
+                    && describe(&c.body["blocks"]).contains(needle)
+            })
     })
     .await;
     let dm = app.fake().dm_channel(&user).unwrap();
@@ -229,6 +235,12 @@ both!(
         let opened = app.fake().views_opened().len();
         click(&app, "marcus.webb", &digest, "attest:still_needed").await;
         let view = next_view(&app, opened).await;
+        app.until("views.open answered", |f| {
+            f.calls_to("views.open")
+                .last()
+                .is_some_and(|c| c.status != 0)
+        })
+        .await;
         let open_call = app.fake().calls_to("views.open").pop().unwrap();
         assert_eq!((open_call.status, open_call.error), (200, None));
         assert_eq!(view.view["type"], "modal");
