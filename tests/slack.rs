@@ -104,7 +104,7 @@ async fn click_and_submit(
 }
 
 async fn state(app: &App, id: waiver::domain::RequestId) -> State {
-    app.service().store.load(id).await.unwrap().unwrap().state
+    app.request(id).await.state
 }
 
 fn assess_inputs(l: &'static str, i: &'static str) -> Vec<(&'static str, Input<'static>)> {
@@ -321,7 +321,7 @@ both!(
             )
             .await;
         assert_eq!(reply.body, "", "{}", reply.body);
-        let r = app.service().store.load(id).await.unwrap().unwrap();
+        let r = app.request(id).await;
         assert_eq!((r.state, r.version()), (State::Submitted, 2));
         assert_eq!(
             r.content().scope_systems,
@@ -577,7 +577,7 @@ both!(
         .await;
         assert_eq!(reply.body, "");
         assert_eq!(state(&app, id).await, State::Active);
-        let r = app.service().store.load(id).await.unwrap().unwrap();
+        let r = app.request(id).await;
         let g = r.grant.unwrap();
         assert_eq!(
             g.approvers,
@@ -627,7 +627,7 @@ both!(
             .await;
         assert_eq!(reply.json()["response_type"], "ephemeral");
         assert!(reply.body.contains("was withdrawn"), "{}", reply.body);
-        let r = app.service().store.load(id2).await.unwrap().unwrap();
+        let r = app.request(id2).await;
         assert_eq!(r.state, State::Withdrawn);
         assert_eq!(
             r.closure.unwrap().reason,

@@ -176,10 +176,6 @@ fn metadata(view: &OpenedView) -> Value {
     serde_json::from_str(view.view["private_metadata"].as_str().unwrap()).unwrap()
 }
 
-async fn load(app: &App, id: RequestId) -> ExceptionRequest {
-    app.service().store.load(id).await.unwrap().unwrap()
-}
-
 /// What `person` reads in `/ai-exception pending`.
 async fn pending(app: &App, person: &str) -> String {
     let reply = app.ws.command(&uid(person), "pending").await;
@@ -208,7 +204,7 @@ both!(
         // The sweep at the review instant marks it due and DMs the owner a digest.
         let report = svc.sweep(review_at, false).await.unwrap();
         assert_eq!(report.transitions, vec![(id, "mark_review_due")]);
-        assert_eq!(load(&app, id).await.state, State::ReviewDue);
+        assert_eq!(app.request(id).await.state, State::ReviewDue);
         let digest = digest_to(&app, "marcus.webb", "periodic review").await;
         let text = describe(&digest.blocks);
         assert_eq!(
@@ -263,7 +259,7 @@ both!(
         );
         assert_eq!(note["element"]["type"], "plain_text_input");
         assert_eq!(
-            load(&app, id).await.state,
+            app.request(id).await.state,
             State::ReviewDue,
             "opening changes nothing"
         );
@@ -284,7 +280,7 @@ both!(
             (200, ""),
             "the modal closes"
         );
-        let r = load(&app, id).await;
+        let r = app.request(id).await;
         assert_eq!(r.state, State::Active);
         let attested = r.attestations.last().expect("an attestation");
         assert_eq!(attested.by, p("marcus.webb"));
@@ -445,7 +441,7 @@ both!(
         );
         let mine = svc.store.requests_by(&p("marcus.webb"), 10).await.unwrap();
         assert_eq!(mine.len(), 1, "{mine:?}");
-        let renewal = load(&app, mine[0].id).await;
+        let renewal = app.request(mine[0].id).await;
         let new_reference = renewal.id.to_string();
         assert_ne!(renewal.id, id);
         assert_eq!(renewal.renews, Some(id));
@@ -493,7 +489,7 @@ both!(
         })
         .await;
         // The old exception stays in force until its expiry.
-        let still = load(&app, id).await;
+        let still = app.request(id).await;
         assert_eq!(still.state, State::Active);
         assert_eq!(still.grant, Some(grant));
         let verified = svc.store.verify_audit().await.unwrap();
@@ -528,7 +524,7 @@ both!(
                 && text.contains("[Renew…]"),
             "{text}"
         );
-        let before = load(&app, id).await;
+        let before = app.request(id).await;
         assert_eq!(before.state, State::ReviewDue);
         let views = app.fake().views_opened().len();
 
@@ -566,7 +562,7 @@ both!(
         // Nothing changed: no modal, same state and review, no attestation, no renewal.
         app.drained().await;
         assert_eq!(app.fake().views_opened().len(), views, "no modal opened");
-        let after = load(&app, id).await;
+        let after = app.request(id).await;
         assert_eq!(after.state, State::ReviewDue);
         assert_eq!(after.revision, before.revision);
         assert_eq!(after.grant, before.grant);

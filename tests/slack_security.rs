@@ -456,7 +456,7 @@ both!(
             app.ws.click(&lucia, &card, "complete"),
         );
         assert_eq!((a.unwrap().status, b.unwrap().status), (200, 200));
-        let r = app.service().store.load(id).await.unwrap().unwrap();
+        let r = app.request(id).await;
         assert_eq!(r.state, State::InAssessment);
         assert_eq!(r.reviews.len(), 1, "exactly one verdict");
         let winner = r.reviews[0].reviewer.to_string();
@@ -482,17 +482,7 @@ both!(
             app.ws.click(&noah, &card, "complete"),
         );
         assert_eq!((a.unwrap().status, b.unwrap().status), (200, 200));
-        assert_eq!(
-            app.service()
-                .store
-                .load(id)
-                .await
-                .unwrap()
-                .unwrap()
-                .reviews
-                .len(),
-            1
-        );
+        assert_eq!(app.request(id).await.reviews.len(), 1);
         app.stop().await;
     }
 );
@@ -590,24 +580,14 @@ both!(
             let reply = app.ws.event("Ev0THREAD1", event.clone(), Some(retry)).await;
             assert_eq!(reply.status, 200);
         }
-        let r = app.service().store.load(id).await.unwrap().unwrap();
+        let r = app.request(id).await;
         assert_eq!(r.comments.len(), 1, "one comment for four deliveries");
         assert_eq!(r.comments[0].text, "Is this the same tool as AIX-0007?");
         assert_eq!(r.comments[0].author, common::p("priya.nair"));
         // Our own messages and edits in the thread are not comments.
         let bot = json!({"type": "message", "channel": INTAKE, "bot_id": "B0WAIVER", "text": "x", "ts": "1.1", "thread_ts": card.ts});
         app.ws.event("Ev0BOT", bot, None).await;
-        assert_eq!(
-            app.service()
-                .store
-                .load(id)
-                .await
-                .unwrap()
-                .unwrap()
-                .comments
-                .len(),
-            1
-        );
+        assert_eq!(app.request(id).await.comments.len(), 1);
         app.stop().await;
     }
 );

@@ -27,6 +27,12 @@ impl Platform {
             Platform::Teams => "teams",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Platform::Slack, Platform::Teams]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 /// Where a message goes, in platform ids.

@@ -991,17 +991,10 @@ fn event_notices(
                 "{reference} \"{title}\" is suspended: condition {} ({}) was due {} and is still open. It may not be used until its overdue conditions are done.",
                 condition.id, condition.text, condition.due
             );
-            let mut told = vec![requester.clone()];
-            out.push(dm(requester, text.clone(), vec![]));
-            if let Some(g) = &r.grant
-                && g.monitoring_owner != *requester
-            {
-                told.push(g.monitoring_owner.clone());
-                out.push(dm(&g.monitoring_owner, text.clone(), vec![]));
-            }
-            if !told.contains(&condition.owner) {
-                out.push(dm(&condition.owner, text.clone(), vec![]));
-            }
+            out.extend(tell(
+                requester_and_owner(r).chain([&condition.owner]),
+                &text,
+            ));
             out.extend(announce(
                 r,
                 format!(
@@ -1024,12 +1017,7 @@ fn event_notices(
                         ""
                     }
                 );
-                out.push(dm(requester, text.clone(), vec![]));
-                if let Some(g) = &r.grant
-                    && g.monitoring_owner != *requester
-                {
-                    out.push(dm(&g.monitoring_owner, text.clone(), vec![]));
-                }
+                out.extend(tell(requester_and_owner(r), &text));
                 out.extend(announce(r, text));
             } else if *activated {
                 out.push(dm(
@@ -1054,12 +1042,7 @@ fn event_notices(
         }
         Event::Revoked { closure } => {
             let text = format!("{reference} was revoked: {}", closure.reason);
-            out.push(dm(requester, text.clone(), vec![]));
-            if let Some(g) = &r.grant
-                && g.monitoring_owner != *requester
-            {
-                out.push(dm(&g.monitoring_owner, text.clone(), vec![]));
-            }
+            out.extend(tell(requester_and_owner(r), &text));
             out.extend(announce(
                 r,
                 format!("{reference} \"{title}\" was revoked and may no longer be used."),
@@ -1067,12 +1050,7 @@ fn event_notices(
         }
         Event::Expired { .. } => {
             let text = format!("{reference} \"{title}\" has expired.");
-            out.push(dm(requester, text.clone(), vec![]));
-            if let Some(g) = &r.grant
-                && g.monitoring_owner != *requester
-            {
-                out.push(dm(&g.monitoring_owner, text.clone(), vec![]));
-            }
+            out.extend(tell(requester_and_owner(r), &text));
             out.extend(announce(
                 r,
                 format!("{reference} \"{title}\" has expired and may no longer be used."),
@@ -1083,12 +1061,7 @@ fn event_notices(
             let text = format!(
                 "{reference} needs reassessment: {note}. It stays in force until a new decision or its expiry."
             );
-            out.push(dm(requester, text.clone(), vec![]));
-            if let Some(g) = &r.grant
-                && g.monitoring_owner != *requester
-            {
-                out.push(dm(&g.monitoring_owner, text, vec![]));
-            }
+            out.extend(tell(requester_and_owner(r), &text));
         }
         Event::Attested { attestation } => match attestation.answer {
             AttestationAnswer::NoLongerNeeded => out.push(dm(
@@ -1122,10 +1095,7 @@ fn event_notices(
                     "{reference} \"{title}\" goes back to assessment: {} attested that its use has changed. It stays in force until a new decision or its expiry.",
                     name(gov, &attestation.by)
                 );
-                out.push(dm(requester, text.clone(), vec![]));
-                if attestation.by != *requester {
-                    out.push(dm(&attestation.by, text, vec![]));
-                }
+                out.extend(tell([requester, &attestation.by], &text));
             }
         },
         Event::ReviewDue
@@ -1134,6 +1104,25 @@ fn event_notices(
         | Event::Commented { .. } => {}
     }
     out
+}
+
+/// The requester, then the monitoring owner of a granted exception.
+fn requester_and_owner(r: &ExceptionRequest) -> impl Iterator<Item = &PersonId> {
+    std::iter::once(&r.requester).chain(r.grant.as_ref().map(|g| &g.monitoring_owner))
+}
+
+/// The same direct message to each of `people`, once each (one person may hold
+/// several of the parts).
+fn tell<'a>(people: impl IntoIterator<Item = &'a PersonId>, text: &str) -> Vec<Notice> {
+    let mut told: Vec<&PersonId> = Vec::new();
+    for p in people {
+        if !told.contains(&p) {
+            told.push(p);
+        }
+    }
+    told.into_iter()
+        .map(|p| dm(p, text.to_string(), vec![]))
+        .collect()
 }
 
 /// A one-off message to the channels of the departments the exception affects.

@@ -63,6 +63,18 @@ pub struct Item {
     pub due: Due,
 }
 
+impl Item {
+    /// A reminder of `what` to `to` at `at`.
+    fn remind(key: String, family: String, at: Timestamp, to: Vec<Who>, what: Reminder) -> Self {
+        Self {
+            key,
+            family,
+            at,
+            due: Due::Remind { to, what },
+        }
+    }
+}
+
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 
@@ -91,29 +103,25 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
         let half = Timestamp::from_millis(since + i64::from(sla.hours) * HOUR / 2);
         let family = format!("sla:{id}:{since}");
         for (at, overdue) in [(half, false), (deadline, true)] {
-            items.push(Item {
-                key: format!("{family}:{}", if overdue { "over" } else { "half" }),
-                family: family.clone(),
+            items.push(Item::remind(
+                format!("{family}:{}", if overdue { "over" } else { "half" }),
+                family.clone(),
                 at,
-                due: Due::Remind {
-                    to: to.clone(),
-                    what: Reminder::Sla {
-                        stage,
-                        deadline,
-                        overdue,
-                    },
+                to.clone(),
+                Reminder::Sla {
+                    stage,
+                    deadline,
+                    overdue,
                 },
-            });
+            ));
         }
-        items.push(Item {
-            key: format!("esc:{id}:{since}"),
-            family: format!("esc:{id}:{since}"),
-            at: deadline,
-            due: Due::Remind {
-                to: vec![Who::Role(sla.escalate_to.clone())],
-                what: Reminder::Escalation { stage, deadline },
-            },
-        });
+        items.push(Item::remind(
+            format!("esc:{id}:{since}"),
+            format!("esc:{id}:{since}"),
+            deadline,
+            vec![Who::Role(sla.escalate_to.clone())],
+            Reminder::Escalation { stage, deadline },
+        ));
     }
 
     let Some(grant) = &r.grant else {
@@ -144,18 +152,16 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
         if r.requester != grant.monitoring_owner {
             to.push(Who::Person(r.requester.clone()));
         }
-        items.push(Item {
-            key: format!("{family}:{days}"),
-            family: family.clone(),
+        items.push(Item::remind(
+            format!("{family}:{days}"),
+            family.clone(),
             at,
-            due: Due::Remind {
-                to,
-                what: Reminder::Expiry {
-                    days: *days,
-                    at: grant.expires_at,
-                },
+            to,
+            Reminder::Expiry {
+                days: *days,
+                at: grant.expires_at,
             },
-        });
+        ));
     }
 
     // Granted under an older version of its policy than the governance file names
@@ -184,15 +190,13 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
         }
         State::ReviewDue => {
             let since = r.stage_since.millis();
-            items.push(Item {
-                key: format!("attest:{id}:{since}"),
-                family: format!("attest:{id}:{since}"),
-                at: r.stage_since,
-                due: Due::Remind {
-                    to: vec![Who::Person(grant.monitoring_owner.clone())],
-                    what: Reminder::Review,
-                },
-            });
+            items.push(Item::remind(
+                format!("attest:{id}:{since}"),
+                format!("attest:{id}:{since}"),
+                r.stage_since,
+                vec![Who::Person(grant.monitoring_owner.clone())],
+                Reminder::Review,
+            ));
         }
         _ => {}
     }
@@ -226,25 +230,21 @@ pub fn schedule(r: &ExceptionRequest, gov: &Governance) -> Vec<Item> {
             let over = Timestamp::from_millis(due.millis() + DAY);
             let family = format!("cond:{id}:{}", c.id);
             for (at, overdue) in [(due, false), (over, true)] {
-                items.push(Item {
-                    key: format!("{family}:{}", if overdue { "over" } else { "due" }),
-                    family: family.clone(),
+                items.push(Item::remind(
+                    format!("{family}:{}", if overdue { "over" } else { "due" }),
+                    family.clone(),
                     at,
-                    due: Due::Remind {
-                        to: vec![Who::Person(c.owner.clone())],
-                        what: Reminder::Condition { id: c.id, overdue },
-                    },
-                });
+                    vec![Who::Person(c.owner.clone())],
+                    Reminder::Condition { id: c.id, overdue },
+                ));
             }
-            items.push(Item {
-                key: format!("cond-esc:{id}:{}", c.id),
-                family: format!("cond-esc:{id}:{}", c.id),
-                at: over,
-                due: Due::Remind {
-                    to: approvers.clone(),
-                    what: Reminder::ConditionEscalation { id: c.id },
-                },
-            });
+            items.push(Item::remind(
+                format!("cond-esc:{id}:{}", c.id),
+                format!("cond-esc:{id}:{}", c.id),
+                over,
+                approvers.clone(),
+                Reminder::ConditionEscalation { id: c.id },
+            ));
         }
     }
     items

@@ -29,7 +29,7 @@ struct DueBatch {
     requests: Vec<ExceptionRequest>,
     handled: HashSet<String>,
     /// The last (due_at, id) read: the next batch starts after it.
-    cursor: Option<(Timestamp, RequestId)>,
+    cursor: (Timestamp, RequestId),
     /// The batch was full: more may be due.
     full: bool,
 }
@@ -159,7 +159,7 @@ impl Service {
             }
             let following = async {
                 if full {
-                    self.due_batch(now, cursor).await
+                    self.due_batch(now, Some(cursor)).await
                 } else {
                     Ok(None)
                 }
@@ -308,7 +308,7 @@ impl Service {
         Ok(Some(DueBatch {
             requests,
             handled,
-            cursor: Some(last),
+            cursor: last,
             full: due.len() as i64 == BATCH,
         }))
     }

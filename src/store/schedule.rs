@@ -122,14 +122,6 @@ pub(super) struct Written {
     pub sent: Vec<DigestSent>,
 }
 
-fn platform(s: &str) -> Result<Platform> {
-    match s {
-        "slack" => Ok(Platform::Slack),
-        "teams" => Ok(Platform::Teams),
-        other => Err(corrupt("platform", other)),
-    }
-}
-
 /// Inside the writer's transaction: marks each address's still-queued reminders sent
 /// and turns them into one digest message (plus one audit entry) per address.
 pub(super) async fn write_digests(
@@ -344,7 +336,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(DigestGroup {
-                    platform: platform(r.try_get("platform")?)?,
+                    platform: {
+                        let p: &str = r.try_get("platform")?;
+                        Platform::parse(p).ok_or_else(|| corrupt("platform", p))?
+                    },
                     to: Address::from_target(r.try_get("target")?),
                 })
             })

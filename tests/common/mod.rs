@@ -278,6 +278,11 @@ impl App {
         &self.running.as_ref().unwrap().service
     }
 
+    /// Request `id` as stored now.
+    pub async fn request(&self, id: waiver::domain::RequestId) -> waiver::domain::ExceptionRequest {
+        self.service().store.load(id).await.unwrap().unwrap()
+    }
+
     pub fn fake(&self) -> &waiver::fake_slack::FakeSlack {
         &self.ws.slack
     }
