@@ -126,7 +126,7 @@ async fn at_rate(
     for t in tasks {
         match t.await.unwrap() {
             Ok(d) => out.push(d),
-            Err(e) => panic!("request failed: {e}"),
+            Err(e) => fail(format!("a request failed: {e}")),
         }
     }
     out.sort();
@@ -170,7 +170,7 @@ async fn flat_out(
                 }
                 match send(&server, &make, offset + i).await {
                     Ok(d) => lat.push(d),
-                    Err(e) => panic!("request failed: {e}"),
+                    Err(e) => fail(format!("a request failed: {e}")),
                 }
             }
             lat
@@ -185,6 +185,13 @@ async fn flat_out(
     let _ = sampler.await;
     all.sort();
     (all, elapsed, max_rss.load(Ordering::Relaxed))
+}
+
+/// Stops the benchmark with a clear error: a phase that did not get what it needs
+/// would measure something else.
+fn fail(why: String) -> ! {
+    eprintln!("benchmark failed: {why}");
+    std::process::exit(1)
 }
 
 struct Child(std::process::Child);
@@ -214,11 +221,18 @@ async fn main() {
             waiver::governance::load(&manifest.join("manifests/governance.toml")).unwrap(),
         );
         let svc = waiver::service::Service::new(store.clone(), gov);
-        let form = waiver::testkit::sample_form();
+        // `waiver serve` runs on the system clock: file on today's date.
+        let now = waiver::clock::Clock::System.now();
+        let form = waiver::testkit::sample_form(now.date());
         let requester = waiver::governance::PersonId::new("james.carter");
-        let now = waiver::app::now();
-        for _ in 0..clicks_needed {
-            svc.submit(&requester, &form, None, now).await.unwrap();
+        for i in 0..clicks_needed {
+            match svc.submit(&requester, &form, None, now).await {
+                Ok(waiver::service::Submitted::Filed(_)) => {}
+                other => fail(format!(
+                    "seeding: request {} of {clicks_needed} was not filed: {other:?}",
+                    i + 1
+                )),
+            }
         }
         // Their filing messages count as delivered: the benchmark measures acknowledgements.
         store
@@ -255,6 +269,7 @@ async fn main() {
     let http: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
         .build(HttpConnector::new());
+    let mut ready = false;
     for _ in 0..200 {
         let ok = http
             .request(
@@ -265,9 +280,13 @@ async fn main() {
             .await
             .is_ok_and(|r| r.status() == 200);
         if ok {
+            ready = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !ready {
+        fail(format!("waiver serve did not become ready at {base}"));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(pid);
@@ -281,7 +300,7 @@ async fn main() {
         let ws = ws.clone();
         Arc::new(move |i| {
             let body = ws.command_body(JAMES, "", &format!("bench-trigger-{i}"));
-            let headers = ws.signature(waiver::app::now().millis() / 1000, &body);
+            let headers = ws.signature(waiver::clock::Clock::System.unix_seconds(), &body);
             ("/slack/commands".to_string(), body, headers)
         })
     };
@@ -312,7 +331,7 @@ async fn main() {
             let body = serde_urlencoded::to_string([("payload", payload.to_string())])
                 .unwrap()
                 .into_bytes();
-            let headers = ws.signature(waiver::app::now().millis() / 1000, &body);
+            let headers = ws.signature(waiver::clock::Clock::System.unix_seconds(), &body);
             ("/slack/interactions".to_string(), body, headers)
         })
     };
@@ -325,6 +344,18 @@ async fn main() {
     eprintln!("phase: commands flat out");
     let (cmd_flat, cmd_elapsed, cmd_rss) =
         flat_out(&server, &commands, concurrency, seconds, usize::MAX, 0, pid).await;
+    // Every acknowledged command opened its modal (views.open, after the ack).
+    let commands_sent = 500 + cmd_latency.len() + cmd_flat.len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (ws.slack.lean_calls() as usize) < commands_sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let opened = ws.slack.lean_calls() as usize;
+    if opened < commands_sent {
+        fail(format!(
+            "{commands_sent} commands were acknowledged but only {opened} modals opened"
+        ));
+    }
     eprintln!("phase: clicks at 200/s");
     let click_latency = at_rate(&server, &clicks, 200, (200 * seconds / 2) as usize, 0).await;
     let used = click_latency.len();
@@ -350,6 +381,12 @@ async fn main() {
     store.close().await;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
+    let clicks_sent = used + click_flat.len();
+    if in_assessment != clicks_sent {
+        fail(format!(
+            "{clicks_sent} clicks were acknowledged but {in_assessment} requests moved to in_assessment"
+        ));
+    }
 
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     println!(

@@ -85,7 +85,7 @@ async fn run() {
 
     // One exception through the real workflow: medium tier, active, no conditions.
     let t0 = Timestamp::parse_rfc3339("2026-11-24T10:00:00Z").unwrap();
-    let form = waiver::testkit::sample_form();
+    let form = waiver::testkit::sample_form(t0.date());
     match svc
         .submit(&PersonId::new("james.carter"), &form, None, t0)
         .await
@@ -152,6 +152,12 @@ async fn run() {
     let report = svc.sweep(due, false).await.unwrap();
     let took = started.elapsed();
     let rows: usize = report.digests.iter().map(|d| d.keys.len()).sum();
+    // A sweep that found less than was seeded would measure something else.
+    assert_eq!(
+        (report.examined as u64, rows as u64),
+        (n / every, 2 * (n / every)),
+        "benchmark failed: the sweep did not find every seeded due exception"
+    );
     println!(
         "sweep at {due}: {:.3} s — {} due exceptions read, {} reminders queued and sent in {} digests, {} rows moved on (target < 1 s)",
         took.as_secs_f64(),

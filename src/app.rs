@@ -13,20 +13,13 @@ use tokio::task::JoinHandle;
 
 use crate::chat::slack::client::SlackApi;
 use crate::chat::slack::inbound::SlackEdge;
-use crate::config::Config;
+use crate::clock::Clock;
+use crate::config::{Config, redact_url};
 use crate::delivery::{Deliverer, DeliveryConfig};
-use crate::domain::Timestamp;
 use crate::governance;
 use crate::http::{self, AppState};
 use crate::service::Service;
 use crate::store::Store;
-
-/// The wall clock. Only the edges (HTTP handlers, the scheduler, the delivery worker,
-/// the CLI) read it; everything inside takes `now` as a parameter.
-#[allow(clippy::disallowed_methods)]
-pub fn now() -> Timestamp {
-    chrono::Utc::now().into()
-}
 
 /// Opens the database and applies migrations.
 pub async fn open_store(url: &str) -> anyhow::Result<Store> {
@@ -40,20 +33,6 @@ pub async fn open_store(url: &str) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Hides a password in a database URL before it is shown.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// How to run (tests and the demo tune delivery; production uses the defaults).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -62,6 +41,9 @@ pub struct Options {
     pub no_delivery: bool,
     /// Run no timers: tests move time with explicit sweeps instead.
     pub no_scheduler: bool,
+    /// The clock every edge reads (tests and the demo fix the day; `serve` uses the
+    /// system clock).
+    pub clock: Clock,
 }
 
 /// What `waiver serve` says when no chat platform is configured.
@@ -114,7 +96,7 @@ pub async fn start(
     };
     let gov = governance::load(&config.governance)?;
     let store = open_store(&config.database_url).await?;
-    let service = Service::new(store.clone(), Arc::new(gov));
+    let service = Service::new(store.clone(), Arc::new(gov)).with_clock(options.clock.clone());
     let api =
         SlackApi::new(&slack.api_url, &slack.bot_token).context("cannot build the Slack client")?;
     let edge = SlackEdge {
@@ -128,6 +110,7 @@ pub async fn start(
             api,
             options.delivery.clone(),
             service.outbox_ready(),
+            options.clock.clone(),
         ));
         tokio::spawn(deliverer.run(stopped.clone()))
     });
@@ -203,19 +186,4 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_passwords_are_redacted() {
-        assert_eq!(
-            super::redact_url("postgres://waiver:hunter2@db:5432/waiver"),
-            "postgres://waiver:***@db:5432/waiver"
-        );
-        assert_eq!(
-            super::redact_url("sqlite://waiver.db"),
-            "sqlite://waiver.db"
-        );
-    }
 }

@@ -31,6 +31,79 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL as it may be shown: the password in its userinfo and the value of every
+/// password-, secret- or token-like query parameter replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            // The userinfo ends at the last '@' before the path.
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => {
+                    let user = rest[..at].split(':').next().unwrap_or_default();
+                    let hidden = if rest[..at].contains(':') { ":***" } else { "" };
+                    format!("{scheme}://{user}{hidden}{}", &rest[at..])
+                }
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key"]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
+/// `text` with every secret that `url` carries (its password, secret query values)
+/// replaced by `***`: for error chains whose lower layers may quote the URL.
+pub fn scrub(text: &str, url: &str) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    if let Some((_, rest)) = base.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some((_, password)) = rest[..at].split_once(':')
+        {
+            secrets.push(password.to_string());
+        }
+    }
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some((key, value)) = pair.split_once('=')
+            && is_secret_key(key)
+        {
+            secrets.push(value.to_string());
+        }
+    }
+    let mut out = text.replace(url, &redact_url(url));
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        out = out.replace(&secret, "***");
+    }
+    out
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://waiver.db";
 pub const DEFAULT_GOVERNANCE: &str = "manifests/governance.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -154,6 +227,53 @@ mod tests {
             "{shown}"
         );
         assert_eq!(c.slack.unwrap().api_url, "https://slack.com/api");
+    }
+
+    #[test]
+    fn a_password_in_the_userinfo_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://waiver:hunter2@db:5432/waiver"),
+            "postgres://waiver:***@db:5432/waiver"
+        );
+        assert_eq!(redact_url("mysql://u:s3cretpw@h/db"), "mysql://u:***@h/db");
+        // A password holding '@' still ends at the last '@' of the authority.
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://waiver.db"), "sqlite://waiver.db");
+    }
+
+    #[test]
+    fn password_like_query_parameters_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=qs3cret&sslmode=require"),
+            "postgres://u@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?sslpassword=x1&user=u&api_token=t0k"),
+            "postgres://h/db?sslpassword=***&user=u&api_token=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://w.db?mode=rwc"),
+            "sqlite://w.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn scrubbing_removes_every_secret_a_url_carries_from_a_message() {
+        let url = "postgres://u:s3cretpw@h/db?password=qs3cret";
+        let text = format!("failed for {url}; also s3cretpw and qs3cret quoted alone");
+        let shown = scrub(&text, url);
+        assert!(
+            !shown.contains("s3cretpw") && !shown.contains("qs3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://u:***@h/db?password=***"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::chat::slack::client::SlackApi;
 use crate::chat::slack::render;
 use crate::chat::{Address, Outgoing, Platform};
+use crate::clock::Clock;
 use crate::domain::Timestamp;
 use crate::store::{Claimed, Finish, Store};
 
@@ -88,6 +89,7 @@ pub struct Deliverer {
     config: DeliveryConfig,
     wake: Arc<Notify>,
     last_post: Mutex<HashMap<String, Instant>>,
+    clock: Clock,
     pub metrics: Arc<DeliveryMetrics>,
 }
 
@@ -146,12 +148,19 @@ fn ts_of(t: Timestamp) -> SlackTs {
 }
 
 impl Deliverer {
-    pub fn new(store: Store, slack: SlackApi, config: DeliveryConfig, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Store,
+        slack: SlackApi,
+        config: DeliveryConfig,
+        wake: Arc<Notify>,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
             slack,
             config,
             wake,
+            clock,
             last_post: Mutex::new(HashMap::new()),
             metrics: Arc::new(DeliveryMetrics::default()),
         }
@@ -166,7 +175,7 @@ impl Deliverer {
             }
             if repaired.is_none_or(|t| t.elapsed() >= REPAIR_EVERY) {
                 repaired = Some(Instant::now());
-                match self.store.repair_outbox_queues(crate::app::now()).await {
+                match self.store.repair_outbox_queues(self.clock.now()).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::warn!(queues = n, "delivery: recreated lost conversation queues")
@@ -196,7 +205,7 @@ impl Deliverer {
     /// Claims one batch, delivers it, and records the outcomes in one transaction;
     /// returns how many rows were handled.
     pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
-        let now = crate::app::now();
+        let now = self.clock.now();
         let rows = self
             .store
             .claim_outbox(now, self.config.batch, self.config.lease.as_millis() as i64)
@@ -231,7 +240,7 @@ impl Deliverer {
             .count();
         if let Err(e) = self
             .store
-            .finish_deliveries(results, crate::app::now())
+            .finish_deliveries(results, self.clock.now())
             .await
         {
             // The leases expire and the rows are retried (in doubt, so no duplicate).
@@ -290,7 +299,7 @@ impl Deliverer {
             backoff = backoff.max(self.config.call_timeout.saturating_mul(2));
         }
         Finish::Retry {
-            at: Timestamp::from_millis(crate::app::now().millis() + backoff.as_millis() as i64),
+            at: Timestamp::from_millis(self.clock.now().millis() + backoff.as_millis() as i64),
             error,
             in_doubt,
         }
@@ -425,7 +434,7 @@ impl Deliverer {
         {
             let wait = next - now;
             return Some(Timestamp::from_millis(
-                crate::app::now().millis() + wait.as_millis() as i64 + 1,
+                self.clock.now().millis() + wait.as_millis() as i64 + 1,
             ));
         }
         last.insert(target.to_string(), now);

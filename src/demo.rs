@@ -14,8 +14,10 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 
 use crate::app::{self, Options};
+use crate::clock::Clock;
 use crate::config::{Config, Secret, SlackConfig};
 use crate::delivery::DeliveryConfig;
+use crate::domain::Timestamp;
 use crate::fake_slack::workspace::{Input, Workspace, describe};
 use crate::fake_slack::{FakeSlack, Message, OpenedView};
 use crate::governance::{self, Governance, PersonId};
@@ -266,8 +268,9 @@ impl Demo {
     }
 }
 
-fn day(offset: u64) -> String {
-    (app::now().date() + chrono::Days::new(offset)).to_string()
+/// The date `offset` days after the demo's day.
+fn day(clock: &Clock, offset: u64) -> String {
+    (clock.now().date() + chrono::Days::new(offset)).to_string()
 }
 
 /// Runs the demo and prints its transcript.
@@ -283,7 +286,11 @@ pub async fn run() -> anyhow::Result<()> {
 
 async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyhow::Result<()> {
     let gov = governance::load(governance_path)?;
-    let slack = FakeSlack::start_with(TOKEN, &gov.slack_workspaces[0]).await;
+    // The demo runs on today's date from 09:00 UTC, so that nothing it files can
+    // cross midnight halfway through.
+    let today = Timestamp::start_of(Clock::System.now().date()).plus_hours(9);
+    let clock = Clock::starting_at(today);
+    let slack = FakeSlack::start_at(TOKEN, &gov.slack_workspaces[0], clock.clone()).await;
     let config = Config {
         database_url: format!("sqlite://{}/waiver.db", dir.display()),
         governance: governance_path.to_path_buf(),
@@ -303,6 +310,7 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
         },
         // The demo moves time itself, with explicit sweeps.
         no_scheduler: true,
+        clock: clock.clone(),
         ..Options::default()
     };
     let running = app::start(config, listener, options).await?;
@@ -335,7 +343,7 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
     ));
     let james = d.uid("james.carter");
     let marcus = d.uid("marcus.webb");
-    let (start, end) = (day(0), day(150));
+    let (start, end) = (day(&clock, 0), day(&clock, 150));
     d.submit(
         "james.carter",
         &view,
@@ -516,7 +524,7 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
         .and_then(|r| r.channels.slack.clone())
         .unwrap_or_default();
     let kenji = d.uid("kenji.watanabe");
-    let due = day(21);
+    let due = day(&clock, 21);
     if let Some(view) = d
         .click("hannah.berg", &board, "AIX-0001", "approve")
         .await?

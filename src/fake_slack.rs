@@ -32,6 +32,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
+
 /// The workspace id used by [`FakeSlack::start`].
 pub const DEFAULT_TEAM_ID: &str = "T0NWIND01";
 /// The bot's user id (`auth.test` `user_id`; `user` of the bot's messages).
@@ -118,6 +120,7 @@ pub struct FakeSlack {
 struct Shared {
     bot_token: String,
     team_id: String,
+    clock: Clock,
     inner: Mutex<Inner>,
 }
 
@@ -143,7 +146,9 @@ struct Trigger {
 struct Inner {
     team_id: String,
     base_secs: u64,
-    ts_seq: u64,
+    clock: Clock,
+    /// The last `ts` handed out, in microseconds (each new one is later).
+    last_ts_micros: u128,
     id_seq: u64,
     calls: Vec<Call>,
     conversations: BTreeMap<String, Vec<Stored>>,
@@ -247,6 +252,13 @@ impl FakeSlack {
 
     /// Like [`FakeSlack::start`], for workspace `team_id`.
     pub async fn start_with(bot_token: &str, team_id: &str) -> FakeSlack {
+        FakeSlack::start_at(bot_token, team_id, Clock::System).await
+    }
+
+    /// Like [`FakeSlack::start_with`], on `clock`: message `ts` and the signatures
+    /// of the [`workspace::Workspace`] built on it follow that clock, as Slack's
+    /// follow the wall clock (so a test can run Waiver and Slack on one fixed day).
+    pub async fn start_at(bot_token: &str, team_id: &str, clock: Clock) -> FakeSlack {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("fake Slack: cannot bind 127.0.0.1:0");
@@ -254,9 +266,11 @@ impl FakeSlack {
         let shared = Arc::new(Shared {
             bot_token: bot_token.to_string(),
             team_id: team_id.to_string(),
+            clock: clock.clone(),
             inner: Mutex::new(Inner {
                 team_id: team_id.to_string(),
-                base_secs: wall_clock_secs(),
+                base_secs: clock.unix_seconds().max(0) as u64,
+                clock,
                 ..Inner::default()
             }),
         });
@@ -284,6 +298,11 @@ impl FakeSlack {
     /// `SLACK_API_URL`).
     pub fn api_url(&self) -> String {
         format!("http://{}/api/", self.addr)
+    }
+
+    /// The clock this Slack's `ts` and its workspace's signatures follow.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
     }
 
     /// The workspace id.
@@ -496,15 +515,6 @@ impl fmt::Debug for FakeSlack {
     }
 }
 
-/// The wall clock, read once per server for the epoch of the generated `ts`.
-#[allow(clippy::disallowed_methods)]
-fn wall_clock_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1_764_000_000)
-}
-
 async fn serve_request(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
@@ -676,9 +686,9 @@ impl Inner {
     }
 
     fn next_ts(&mut self) -> String {
-        self.ts_seq += 1;
-        let micros =
-            u128::from(self.base_secs) * 1_000_000 + u128::from(self.ts_seq) * TS_STEP_MICROS;
+        let now = u128::try_from(self.clock.now().millis()).unwrap_or_default() * 1000;
+        let micros = now.max(self.last_ts_micros + TS_STEP_MICROS);
+        self.last_ts_micros = micros;
         format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
     }
 

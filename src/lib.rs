@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod chat;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod demo;

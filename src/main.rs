@@ -117,10 +117,27 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once (a cause whose text its parent already
+/// quotes is left out), with the database URL's secrets scrubbed.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    config::scrub(&out, &database_url())
 }
 
 fn governance_path(file: Option<PathBuf>) -> PathBuf {
@@ -163,7 +180,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let url = database_url();
             let store = app::open_store(&url).await?;
             store.close().await;
-            println!("migrated {}", app::redact_url(&url));
+            println!("migrated {}", config::redact_url(&url));
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep { at, dry_run } => {
@@ -171,7 +188,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Some(s) => Timestamp::parse_rfc3339(s).with_context(|| {
                     format!("--at {s:?} is not an RFC 3339 instant (e.g. 2026-12-01T09:00:00Z)")
                 })?,
-                None => app::now(),
+                None => waiver::clock::Clock::System.now(),
             };
             let gov = governance::load(&governance_path(None))?;
             let store = app::open_store(&database_url()).await?;

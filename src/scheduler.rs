@@ -38,7 +38,7 @@ pub async fn start(
     cron.start().await?;
 
     Ok(tokio::spawn(async move {
-        let now = crate::app::now();
+        let now = service.clock().now();
         match service.reassess_policies(now, false).await {
             Ok(moved) if !moved.is_empty() => {
                 tracing::info!(
@@ -51,7 +51,7 @@ pub async fn start(
         }
         let mut timer: Option<JoinHandle<()>> = None;
         loop {
-            let now = crate::app::now();
+            let now = service.clock().now();
             match service.sweep(now, false).await {
                 Ok(report) => {
                     if !report.transitions.is_empty() || !report.digests.is_empty() {
@@ -70,7 +70,7 @@ pub async fn start(
                 t.abort();
             }
             if let Ok(Some(due)) = service.store.next_due_at().await {
-                let wait = due.millis() - crate::app::now().millis();
+                let wait = due.millis() - service.clock().now().millis();
                 let wake = wake.clone();
                 timer = Some(tokio::spawn(async move {
                     // Rows still past due (changed under the sweep): look again shortly,

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::chat::plan::{self, Context};
 use crate::chat::{Address, Message, Outgoing, Platform, Section};
+use crate::clock::Clock;
 use crate::domain::schedule;
 use crate::domain::{
     Action, Actor, Event, ExceptionRequest, FieldErrors, FormInput, RequestContent, RequestId,
@@ -111,6 +112,7 @@ pub struct Service {
     /// Actions on one request in this process take turns, so they never conflict
     /// with each other; conflicts remain possible only across replicas.
     turns: Arc<Turns>,
+    clock: Clock,
 }
 
 /// One async lock per request in use.
@@ -149,7 +151,19 @@ impl Service {
             platforms: platforms.into(),
             outbox_ready: Arc::new(tokio::sync::Notify::new()),
             turns: Arc::new(Turns::default()),
+            clock: Clock::System,
         }
+    }
+
+    /// The same service reading `clock` (the edges ask it for `now`).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the edges read `now` from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Signalled whenever new messages are queued (the delivery worker waits on it).

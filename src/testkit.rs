@@ -1,13 +1,17 @@
 //! Sample data for the shipped governance file, shared by `waiver demo`, the unit
 //! tests and the integration tests.
 
+use chrono::{Months, NaiveDate};
+
 use crate::domain::{FormInput, Timestamp};
 use crate::governance::PersonId;
 use crate::store::{Result, Store};
 
-/// A complete, valid intake form: an engineering team adopting a coding assistant
-/// (internal data, US), owned by Marcus Webb. Dates start 2026-11-24.
-pub fn sample_form() -> FormInput {
+/// A complete, valid intake form filed on `today`: an engineering team adopting a
+/// coding assistant (internal data, US), owned by Marcus Webb, from `today` for six
+/// months.
+pub fn sample_form(today: NaiveDate) -> FormInput {
+    let end = today.checked_add_months(Months::new(6)).unwrap_or(today);
     FormInput {
         title: "Use an LLM coding assistant".into(),
         policy: "aiup".into(),
@@ -20,8 +24,8 @@ pub fn sample_form() -> FormInput {
         data_categories: vec!["internal".into()],
         regions: vec!["us".into()],
         department: "engineering".into(),
-        start: "2026-11-24".into(),
-        end: "2027-05-24".into(),
+        start: today.to_string(),
+        end: end.to_string(),
         controls: "No customer data in prompts; secrets scanner on.".into(),
         business_owner: Some(PersonId::new("marcus.webb")),
     }

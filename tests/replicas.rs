@@ -70,15 +70,18 @@ fn serve(db: &TestDb) -> Replica {
     Replica(child)
 }
 
-/// Files and approves one exception in the past (2025-01-06, expiring 2025-03-31,
-/// no conditions: active at once), then copies it into `n` exceptions owned by four
-/// people, all due at its expiry.
+/// Files and approves one exception long before the wall clock that the replicas
+/// (`waiver serve`) read: filed 400 days ago, expiring 84 days later, no conditions
+/// (active at once). Then copies it into `n` exceptions owned by four people, all due
+/// at its expiry.
 async fn register_expired_long_ago(db: &TestDb, n: u64) -> Timestamp {
     let svc: Service = db.service().await;
-    let t0 = Timestamp::parse_rfc3339("2025-01-06T10:00:00Z").unwrap();
+    let today = waiver::clock::Clock::System.now().date();
+    let t0 = Timestamp::start_of(today - chrono::Days::new(400)).plus_hours(10);
+    let expiry = t0.date() + chrono::Days::new(84);
     let mut form = common::form();
-    form.start = "2025-01-06".into();
-    form.end = "2025-03-31".into();
+    form.start = t0.date().to_string();
+    form.end = expiry.to_string();
     let Submitted::Filed(r) = svc
         .submit(&p("james.carter"), &form, None, t0)
         .await
@@ -117,7 +120,7 @@ async fn register_expired_long_ago(db: &TestDb, n: u64) -> Timestamp {
         Action::Approve {
             terms: Terms {
                 start: t0.date(),
-                expiry: chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap(),
+                expiry,
                 monitoring_owner: p("marcus.webb"),
                 conditions: vec![],
             },

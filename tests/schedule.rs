@@ -431,7 +431,13 @@ both!(
         let items = &d[&marcus];
         assert_eq!(items.len(), 2, "one review, one expiry reminder: {items:?}");
         assert!(items.iter().any(|t| t.contains("periodic review")));
-        assert!(items.iter().any(|t| t.contains("expires in 1 day")));
+        // Counted from the sweep, twelve hours before the expiry instant.
+        assert!(
+            items
+                .iter()
+                .any(|t| t.contains("expires in 12 hours, at 2027-08-02 00:00 UTC")),
+            "{items:?}"
+        );
         assert_eq!(
             report
                 .digests
@@ -443,6 +449,25 @@ both!(
         );
         assert_eq!(report.skipped, 4, "30- and 7-day reminders, for two people");
         assert!(nothing(&sweep(&svc, "2027-08-01T12:00:01Z").await));
+    }
+);
+
+both!(
+    a_catch_up_reminder_counts_the_time_left_from_when_it_is_sent,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        let flow = approved(svc.clone()).await;
+        sso_done(&flow, now()).await;
+        // The 30-day lead passed while no sweep ran; the 7-day lead is still ahead:
+        // the 30-day reminder goes out late, and says how long is really left.
+        let report = sweep(&svc, "2027-07-25T21:21:00Z").await;
+        let items = &digests(&report)[&dm("marcus.webb")];
+        let expiry: Vec<&String> = items.iter().filter(|t| t.contains("expires")).collect();
+        assert_eq!(expiry.len(), 1, "one expiry reminder: {items:?}");
+        assert!(
+            expiry[0].contains("expires in 7 days, at 2027-08-02 00:00 UTC"),
+            "{expiry:?}"
+        );
     }
 );
 

@@ -54,8 +54,8 @@ async fn file(app: &App, title: &str) -> waiver::domain::RequestId {
                 ("data_categories", Input::ChooseMany(&["internal"])),
                 ("regions", Input::ChooseMany(&["us"])),
                 ("department", Input::Choose("engineering")),
-                ("start", Input::Date(&today())),
-                ("end", Input::Date(&in_days(120))),
+                ("start", Input::Date(&today(app))),
+                ("end", Input::Date(&in_days(app, 120))),
                 ("controls", Input::Text("No customer data in prompts.")),
                 ("business_owner", Input::User(&uid("marcus.webb"))),
             ],
@@ -72,12 +72,12 @@ async fn file(app: &App, title: &str) -> waiver::domain::RequestId {
     mine.iter().find(|s| s.title == title).expect("filed").id
 }
 
-fn today() -> String {
-    waiver::app::now().date().to_string()
+fn today(app: &App) -> String {
+    app.now().date().to_string()
 }
 
-fn in_days(n: u64) -> String {
-    (waiver::app::now().date() + chrono::Days::new(n)).to_string()
+fn in_days(app: &App, n: u64) -> String {
+    (app.now().date() + chrono::Days::new(n)).to_string()
 }
 
 async fn click(app: &App, who: &str, message: &Message, action: &str) {
@@ -210,7 +210,7 @@ both!(
             &[
                 ("c1_text", Input::Text("Enable SSO for all users")),
                 ("c1_owner", Input::User(&uid("kenji.watanabe"))),
-                ("c1_due", Input::Date(&in_days(14))),
+                ("c1_due", Input::Date(&in_days(&app, 14))),
             ],
         )
         .await;
@@ -706,6 +706,56 @@ both!(
         assert!(reply.body.contains("AIX-9999 does not exist"));
         let reply = app.ws.command(&james, "status nonsense").await;
         assert!(reply.body.contains("is not a reference like AIX-0042"));
+        app.stop().await;
+    }
+);
+
+/// Runs `sql` on the test's database over a connection of its own.
+async fn on_database(app: &App, sql: &'static str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(&app.db.url).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+both!(
+    a_database_failure_reads_as_a_temporary_failure_never_as_a_missing_request,
+    |db: TestDb| async move {
+        sqlx::any::install_default_drivers();
+        let app = App::spawn(db).await;
+        let james = uid("james.carter");
+        let id = file(&app, "Meeting summaries").await;
+        app.drained().await;
+        on_database(&app, "ALTER TABLE requests RENAME TO requests_away").await;
+        for command in [
+            format!("status {id}"),
+            format!("withdraw {id}"),
+            "list".to_string(),
+            "pending".to_string(),
+        ] {
+            let reply = app.ws.command(&james, &command).await;
+            assert_eq!(reply.status, 200, "{command}: {}", reply.body);
+            assert_eq!(reply.json()["response_type"], "ephemeral", "{command}");
+            let text = reply.json()["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert_eq!(
+                text,
+                waiver::chat::slack::inbound::UNAVAILABLE,
+                "{command}: {}",
+                reply.body
+            );
+            assert!(!reply.body.contains("does not exist"), "{command}");
+        }
+        on_database(&app, "ALTER TABLE requests_away RENAME TO requests").await;
+        let reply = app.ws.command(&james, &format!("status {id}")).await;
+        assert!(
+            describe(&reply.json()["blocks"]).contains("Meeting summaries"),
+            "nothing was changed: {}",
+            reply.body
+        );
+        assert_eq!(app.request(id).await.state, State::Submitted);
         app.stop().await;
     }
 );

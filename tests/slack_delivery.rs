@@ -15,12 +15,7 @@ const INTAKE: &str = "C0AIXINTAKE";
 async fn file(app: &App) -> waiver::domain::RequestId {
     let waiver::service::Submitted::Filed(r) = app
         .service()
-        .submit(
-            &common::p("james.carter"),
-            &common::form(),
-            None,
-            waiver::app::now(),
-        )
+        .submit(&common::p("james.carter"), &common::form(), None, app.now())
         .await
         .unwrap()
     else {
@@ -182,6 +177,7 @@ both!(
                 delivery: fast_delivery(),
                 no_delivery: true,
                 no_scheduler: true,
+                ..Default::default()
             },
         )
         .await;

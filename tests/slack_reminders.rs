@@ -3,10 +3,10 @@
 //! both databases. Assertions are on what people see: digests, modals, ephemerals,
 //! cards, App Home, and on what the database then holds.
 //!
-//! Clicks and modal submissions are handled at the wall clock (as in production), so
-//! each exception is granted far enough in the past (through the service, at explicit
-//! instants) that the sweep instant — the review or the expiry lead time — has already
-//! passed when the owner clicks. Time moves only through `sweep(now)` and those
+//! Clicks and modal submissions are handled at the server's clock, which starts at
+//! `common::now()` and runs in real time, so each exception is granted far enough
+//! before that (through the service, at explicit instants) that the sweep instant —
+//! the review or the expiry lead time — has already passed when the owner clicks. Time moves only through `sweep(now)` and those
 //! explicit instants; nothing sleeps for time.
 
 mod common;
@@ -26,9 +26,9 @@ use waiver::store::Outcome;
 const INTAKE: &str = "C0AIXINTAKE";
 const DAY_MS: i64 = 86_400_000;
 
-/// `days` days before the wall clock.
+/// `days` days before the instant the server's clock starts at.
 fn days_ago(days: i64) -> Timestamp {
-    Timestamp::from_millis(waiver::app::now().millis() - days * DAY_MS)
+    days_before(common::now(), days)
 }
 
 fn days_before(t: Timestamp, days: i64) -> Timestamp {
@@ -199,7 +199,7 @@ both!(
         let reference = id.to_string();
         let review_at = r.grant.as_ref().unwrap().next_review_at.unwrap();
         assert_eq!(review_at, t0.plus_days(cadence), "the tier's cadence");
-        assert!(review_at < waiver::app::now());
+        assert!(review_at < app.now());
 
         // The sweep at the review instant marks it due and DMs the owner a digest.
         let report = svc.sweep(review_at, false).await.unwrap();
@@ -265,7 +265,7 @@ both!(
         );
 
         // Submitting it attests: active again, next review a cadence from now.
-        let before = waiver::app::now();
+        let before = app.now();
         let reply = app
             .ws
             .submit(
@@ -274,7 +274,7 @@ both!(
                 &[("note", Input::Text("Still used by the ingestion team."))],
             )
             .await;
-        let after = waiver::app::now();
+        let after = app.now();
         assert_eq!(
             (reply.status, reply.body.as_str()),
             (200, ""),
@@ -356,7 +356,7 @@ both!(
         let grant = old.grant.clone().unwrap();
         assert_eq!(grant.next_review_at, None, "the cadence is past the expiry");
         let lead = days_before(grant.expires_at, 30);
-        assert!(lead < waiver::app::now());
+        assert!(lead < app.now());
 
         // The sweep at the lead time: owner and requester get a digest with Renew….
         let report = svc.sweep(lead, false).await.unwrap();
@@ -414,7 +414,7 @@ both!(
         assert_eq!(initial("business_owner", "initial_user"), marcus.as_str());
         // The renewal starts where the old one ends (today if that has passed), for
         // as long as the old one was asked for.
-        let today = waiver::app::now().date();
+        let today = app.now().date();
         let start = old.grant.as_ref().unwrap().expires_at.date().max(today);
         assert_eq!(initial("start", "initial_date"), start.to_string());
         assert_eq!(
@@ -506,13 +506,14 @@ both!(
         let (james, olivia) = (uid("james.carter"), uid("olivia.brown"));
 
         // Granted 182 days ago for 200 days: by the review two days ago the 30-day
-        // expiry reminder had fallen due too. One digest holds both.
+        // expiry reminder had fallen due too. One digest holds both; the late expiry
+        // reminder counts the 20 days really left at the review sweep.
         let t0 = days_ago(182);
         let r = granted(&app, "Summarise support tickets", t0, 200).await;
         let id = r.id;
         let reference = id.to_string();
         let review_at = r.grant.as_ref().unwrap().next_review_at.unwrap();
-        assert!(review_at < waiver::app::now());
+        assert!(review_at < app.now());
         let report = svc.sweep(review_at, false).await.unwrap();
         assert_eq!(report.transitions, vec![(id, "mark_review_due")]);
         let digest = digest_to(&app, "marcus.webb", "periodic review").await;
@@ -520,7 +521,7 @@ both!(
         assert!(
             text.starts_with("# 2 reminders")
                 && text.contains("[Still needed] [Changed…] [No longer needed]")
-                && text.contains("expires in 30 days")
+                && text.contains("expires in 20 days")
                 && text.contains("[Renew…]"),
             "{text}"
         );

@@ -33,8 +33,8 @@ async fn footprint(app: &App) -> Footprint {
     }
 }
 
-fn now_secs() -> i64 {
-    waiver::app::now().millis() / 1000
+fn now_secs(app: &App) -> i64 {
+    app.clock.unix_seconds()
 }
 
 both!(
@@ -51,7 +51,7 @@ both!(
         let headers = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
             pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
         };
-        let good = sig(now_secs(), &body);
+        let good = sig(now_secs(&app), &body);
         let ts = good[0].1.clone();
         let signature = good[1].1.clone();
         type Case<'a> = (&'a str, Vec<u8>, Vec<(&'static str, String)>, u16);
@@ -69,7 +69,7 @@ both!(
                     ("x-slack-request-timestamp", ts.clone()),
                     (
                         "x-slack-signature",
-                        waiver::chat::slack::verify::sign(&other, now_secs(), &body),
+                        waiver::chat::slack::verify::sign(&other, now_secs(&app), &body),
                     ),
                 ],
                 401,
@@ -77,13 +77,13 @@ both!(
             (
                 "stale timestamp",
                 body.clone(),
-                sig(now_secs() - 301, &body),
+                sig(now_secs(&app) - 301, &body),
                 401,
             ),
             (
                 "future timestamp",
                 body.clone(),
-                sig(now_secs() + 301, &body),
+                sig(now_secs(&app) + 301, &body),
                 401,
             ),
             ("no headers", body.clone(), vec![], 401),
@@ -294,12 +294,7 @@ both!(
 async fn filed(app: &App, requester: &str) -> waiver::domain::RequestId {
     let svc = app.service();
     let waiver::service::Submitted::Filed(r) = svc
-        .submit(
-            &common::p(requester),
-            &common::form(),
-            None,
-            waiver::app::now(),
-        )
+        .submit(&common::p(requester), &common::form(), None, app.now())
         .await
         .unwrap()
     else {
@@ -372,7 +367,7 @@ both!(
                 r.version(),
                 action,
             );
-            svc.act(attempt, waiver::app::now()).await.unwrap();
+            svc.act(attempt, app.now()).await.unwrap();
         }
         app.until("decision card", |f| {
             !f.messages("C0AIXAPPROVALS").is_empty()
@@ -496,7 +491,7 @@ both!(
         let svc = app.service();
         let james = waiver::domain::Actor::Person(common::p("james.carter"));
         let noah = waiver::domain::Actor::Person(common::p("noah.fischer"));
-        let now = waiver::app::now();
+        let now = app.now();
         svc.act(
             waiver::service::Attempt::new(
                 noah,
@@ -601,7 +596,7 @@ both!(
         form.justification = "Approved by <!here> & legal".into();
         let svc = app.service();
         let waiver::service::Submitted::Filed(r) = svc
-            .submit(&common::p("james.carter"), &form, None, waiver::app::now())
+            .submit(&common::p("james.carter"), &form, None, app.now())
             .await
             .unwrap()
         else {

@@ -1165,8 +1165,28 @@ pub fn recipient(who: &Who) -> Recipient {
     }
 }
 
-/// One reminder, as a digest item: its text and the buttons to act on it at once.
-pub fn reminder(gov: &Governance, r: &ExceptionRequest, what: &Reminder) -> Message {
+/// How long until `at`, counted from `now`: whole days, or hours on the last day.
+pub fn time_left(at: Timestamp, now: Timestamp) -> String {
+    const HOUR: i64 = 3_600_000;
+    let left = at.millis() - now.millis();
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if left >= 24 * HOUR {
+        plural(left / (24 * HOUR), "day")
+    } else if left > 0 {
+        plural((left + HOUR - 1) / HOUR, "hour")
+    } else {
+        "no time".into()
+    }
+}
+
+/// One reminder sent at `now`, as a digest item: its text (times counted from `now`)
+/// and the buttons to act on it at once.
+pub fn reminder(
+    gov: &Governance,
+    r: &ExceptionRequest,
+    what: &Reminder,
+    now: Timestamp,
+) -> Message {
     use actions::*;
     let reference = r.reference();
     let title = &r.content().title;
@@ -1254,11 +1274,11 @@ pub fn reminder(gov: &Governance, r: &ExceptionRequest, what: &Reminder) -> Mess
                 waiting_for(gov, r)
             )
         }
-        Reminder::Expiry { days, at } => {
+        Reminder::Expiry { at, .. } => {
             buttons.push(button(r, RENEW, "Renew…", Style::Primary, None));
-            let plural = if *days == 1 { "" } else { "s" };
             format!(
-                "{reference} \"{title}\" expires in {days} day{plural}, at {}. Renew it to keep using it: the renewal is reviewed again.",
+                "{reference} \"{title}\" expires in {}, at {}. Renew it to keep using it: the renewal is reviewed again.",
+                time_left(*at, now),
                 at.minute()
             )
         }

@@ -128,7 +128,7 @@ impl Workspace {
 
     /// POSTs `body` signed as Slack signs it, now.
     pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
-        let ts = crate::app::now().millis() / 1000;
+        let ts = self.slack.clock().unix_seconds();
         let headers = self.signature(ts, &body);
         self.post_raw(path, content_type, body, &headers).await
     }
@@ -228,7 +228,7 @@ impl Workspace {
                 "block_id": block_id,
                 "value": button["value"],
                 "text": button["text"],
-                "action_ts": format!("{}.000100", crate::app::now().millis() / 1000)
+                "action_ts": format!("{}.000100", self.slack.clock().unix_seconds())
             }]
         }))
     }
@@ -365,7 +365,7 @@ impl Workspace {
             "event": event,
             "type": "event_callback",
             "event_id": event_id,
-            "event_time": crate::app::now().millis() / 1000,
+            "event_time": self.slack.clock().unix_seconds(),
             "authorizations": [{ "team_id": self.team(), "user_id": super::BOT_USER_ID, "is_bot": true }]
         })
         .to_string()
@@ -375,7 +375,7 @@ impl Workspace {
     /// Delivers an event (`retry` sets Slack's retry headers, as on a re-send).
     pub async fn event(&self, event_id: &str, event: Value, retry: Option<u32>) -> Reply {
         let body = self.event_body(event_id, event);
-        let ts = crate::app::now().millis() / 1000;
+        let ts = self.slack.clock().unix_seconds();
         let mut headers = self.signature(ts, &body);
         if let Some(n) = retry {
             headers.push(("x-slack-retry-num", n.to_string()));
@@ -416,7 +416,7 @@ impl Workspace {
             "user": user,
             "channel": format!("D{user}"),
             "tab": "home",
-            "event_ts": format!("{}.000100", crate::app::now().millis() / 1000)
+            "event_ts": format!("{}.000100", self.slack.clock().unix_seconds())
         });
         self.event(event_id, event, None).await
     }

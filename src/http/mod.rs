@@ -25,6 +25,10 @@ impl SlackSecret for Arc<AppState> {
     fn signing_secret(&self) -> Option<&Secret> {
         self.slack.as_ref().map(|s| &s.signing_secret)
     }
+
+    fn clock(&self) -> &crate::clock::Clock {
+        self.service.clock()
+    }
 }
 
 /// The routes a Slack app's manifest points at.

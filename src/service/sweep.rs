@@ -141,7 +141,7 @@ impl Service {
                     .map(|i| (i, ReminderStatus::Queued))
                     .chain(p.skip.iter().map(|i| (i, ReminderStatus::Skipped)))
                 {
-                    let item_rows = self.reminder_rows(&r, item, status);
+                    let item_rows = self.reminder_rows(&r, item, status, now);
                     if status == ReminderStatus::Queued {
                         for row in &item_rows {
                             report.reminders.push((
@@ -240,11 +240,12 @@ impl Service {
         r: &ExceptionRequest,
         item: &Item,
         status: ReminderStatus,
+        now: Timestamp,
     ) -> Vec<ReminderRow> {
         let Due::Remind { to, what } = &item.due else {
             return Vec::new();
         };
-        let message: Message = plan::reminder(&self.gov, r, what);
+        let message: Message = plan::reminder(&self.gov, r, what, now);
         let mut seen: HashSet<(Platform, Address)> = HashSet::new();
         let mut rows = Vec::new();
         for who in to {

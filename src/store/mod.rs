@@ -43,8 +43,15 @@ pub enum StoreError {
     Conflict,
     #[error("this delivery was already processed")]
     Duplicate,
-    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    /// Only the scheme: the URL itself may hold a password.
+    #[error(
+        "unsupported database URL scheme {0:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB"
+    )]
     Url(String),
+    #[error(
+        "cannot reach the database server ({0}); check that it is running and that WAIVER_DATABASE_URL names the right host and port"
+    )]
+    Unreachable(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -99,6 +106,16 @@ impl Backend {
         } else {
             None
         }
+    }
+}
+
+/// A failure to connect, in words an operator can act on.
+fn unreachable(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Io(io) => StoreError::Unreachable(io.to_string()),
+        sqlx::Error::Tls(tls) => StoreError::Unreachable(format!("TLS: {tls}")),
+        sqlx::Error::PoolTimedOut => StoreError::Unreachable("timed out".into()),
+        other => StoreError::Database(other),
     }
 }
 
@@ -212,7 +229,10 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let backend = Backend::of_url(url).ok_or_else(|| StoreError::Url(url.to_string()))?;
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            let scheme = url.split_once(':').map_or("", |(s, _)| s);
+            StoreError::Url(scheme.chars().take(20).collect())
+        })?;
         match backend {
             Backend::Sqlite => {
                 let url = if url.contains("mode=") {
@@ -265,7 +285,11 @@ impl Store {
             Backend::Postgres => {
                 // One direct attempt first: a server that is down fails fast with its
                 // own error instead of after the pool's acquire timeout.
-                sqlx::AnyConnection::connect(url).await?.close().await?;
+                sqlx::AnyConnection::connect(url)
+                    .await
+                    .map_err(unreachable)?
+                    .close()
+                    .await?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))

@@ -27,13 +27,16 @@ pub fn p(id: &str) -> PersonId {
     PersonId::new(id)
 }
 
-/// 2026-11-24T10:00:00Z, the instant tests run at.
+/// 2026-11-24T10:00:00Z, the instant tests run at. It is passed as `now` to every
+/// service call, and the servers the Slack tests start run on a clock that reads
+/// it at start ([`App::spawn`]), so no test compares it with the wall clock.
 pub fn now() -> Timestamp {
     Timestamp::parse_rfc3339("2026-11-24T10:00:00Z").unwrap()
 }
 
+/// The sample form, filed on [`now`]'s day.
 pub fn form() -> FormInput {
-    waiver::testkit::sample_form()
+    waiver::testkit::sample_form(now().date())
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -195,9 +198,11 @@ pub fn uid(person: &str) -> String {
 pub const SIGNING_SECRET: &str = "test-signing-secret";
 pub const BOT_TOKEN: &str = "xoxb-test-token";
 
-/// A running Waiver against a fake Slack, with a signed workspace driver.
+/// A running Waiver against a fake Slack, with a signed workspace driver. Waiver and
+/// the fake share one clock that starts at [`now`] and advances in real time.
 pub struct App {
     pub ws: waiver::fake_slack::workspace::Workspace,
+    pub clock: waiver::clock::Clock,
     pub running: Option<waiver::app::Running>,
     pub db: TestDb,
 }
@@ -240,8 +245,16 @@ impl App {
         .await
     }
 
-    pub async fn spawn_with(db: TestDb, options: waiver::app::Options) -> App {
-        let fake = waiver::fake_slack::FakeSlack::start(BOT_TOKEN).await;
+    /// Starts on `options`; its clock is replaced by one starting at [`now`].
+    pub async fn spawn_with(db: TestDb, mut options: waiver::app::Options) -> App {
+        let clock = waiver::clock::Clock::starting_at(now());
+        options.clock = clock.clone();
+        let fake = waiver::fake_slack::FakeSlack::start_at(
+            BOT_TOKEN,
+            waiver::fake_slack::DEFAULT_TEAM_ID,
+            clock.clone(),
+        )
+        .await;
         let running = Self::start(&db, &fake, options).await;
         let ws = waiver::fake_slack::workspace::Workspace::new(
             fake,
@@ -250,6 +263,7 @@ impl App {
         );
         App {
             ws,
+            clock,
             running: Some(running),
             db,
         }
@@ -266,8 +280,14 @@ impl App {
             .expect("waiver starts")
     }
 
-    /// Simulates a crash and a restart on the same database and fake Slack.
-    pub async fn crash_and_restart(&mut self, options: waiver::app::Options) {
+    /// The instant Waiver and the fake Slack read now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Simulates a crash and a restart on the same database, fake Slack and clock.
+    pub async fn crash_and_restart(&mut self, mut options: waiver::app::Options) {
+        options.clock = self.clock.clone();
         self.running.take().unwrap().crash();
         let running = Self::start(&self.db, &self.ws.slack, options).await;
         self.ws.retarget(running.addr);

@@ -47,6 +47,15 @@ fn internal(e: impl std::fmt::Display) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
+/// What a person is told when the database fails under their command: a temporary
+/// failure, never an answer (the failure is logged once, here).
+pub const UNAVAILABLE: &str = "Waiver cannot reach its database right now, so nothing was read or changed. Please try again in a minute.";
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "a command failed on the database");
+    ephemeral(&text_message(UNAVAILABLE, vec![]))
+}
+
 fn ok() -> Response {
     StatusCode::OK.into_response()
 }
@@ -159,7 +168,7 @@ pub async fn command(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
     let Ok(cmd) = serde_urlencoded::from_bytes::<SlackCommandEvent>(body) else {
         return bad_request("slash command form");
     };
-    let now = crate::app::now();
+    let now = svc.clock().now();
     let gov = svc.governance().clone();
     let me = match person(&gov, cmd.team_id.as_ref(), cmd.user_id.as_ref()) {
         Ok(p) => p,
@@ -169,7 +178,7 @@ pub async fn command(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
                 .record_refusal(&actor, None, "slash_command", &why, now, vec![])
                 .await
             {
-                return internal(e);
+                return unavailable(e);
             }
             return ephemeral(&text_message(why, vec![]));
         }
@@ -186,15 +195,15 @@ pub async fn command(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
         }
         Subcommand::List => match list(svc, &me).await {
             Ok(m) => ephemeral(&m),
-            Err(e) => internal(e),
+            Err(e) => unavailable(e),
         },
         Subcommand::Pending => match pending(svc, &me, now).await {
             Ok(m) => ephemeral(&m),
-            Err(e) => internal(e),
+            Err(e) => unavailable(e),
         },
         Subcommand::Status(reference) => match status(svc, &me, &reference).await {
             Ok(m) => ephemeral(&m),
-            Err(e) => internal(e),
+            Err(e) => unavailable(e),
         },
         Subcommand::Withdraw { reference, reason } => {
             let Some(id) = RequestId::parse(&reference) else {
@@ -203,8 +212,12 @@ pub async fn command(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
                     vec![],
                 ));
             };
-            let Ok(Some(r)) = svc.store.load(id).await else {
-                return ephemeral(&text_message(format!("{id} does not exist."), vec![]));
+            let r = match svc.store.load(id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return ephemeral(&text_message(format!("{id} does not exist."), vec![]));
+                }
+                Err(e) => return unavailable(e),
             };
             let reason = if reason.is_empty() {
                 "withdrawn by the requester".to_string()
@@ -225,7 +238,10 @@ pub async fn command(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
                     ephemeral(&text_message(error.to_string(), vec![]))
                 }
                 Ok(Acted::Duplicate) => ok(),
-                Err(e) => internal(e),
+                Err(ServiceError::NotFound(id)) => {
+                    ephemeral(&text_message(format!("{id} does not exist."), vec![]))
+                }
+                Err(e) => unavailable(e),
             }
         }
     }
@@ -476,7 +492,7 @@ async fn block_action(
     edge: &SlackEdge,
     e: SlackInteractionBlockActionsEvent,
 ) -> Response {
-    let now = crate::app::now();
+    let now = svc.clock().now();
     let gov = svc.governance().clone();
     let Some(user) = e.user.as_ref() else {
         return bad_request("block action without a user");
@@ -669,7 +685,7 @@ fn refusal_errors(error: &WorkflowError, first_block: &str) -> Response {
 }
 
 async fn view_submission(svc: &Service, e: SlackInteractionViewSubmissionEvent) -> Response {
-    let now = crate::app::now();
+    let now = svc.clock().now();
     let gov = svc.governance().clone();
     let (callback_id, private_metadata) = match &e.view.view {
         SlackView::Modal(m) => (
@@ -842,7 +858,7 @@ pub async fn event(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
         }
         SlackPushEvent::AppRateLimited(_) => ok(),
         SlackPushEvent::EventCallback(cb) => {
-            let now = crate::app::now();
+            let now = svc.clock().now();
             let key = format!("slack-event:{}", cb.event_id);
             match cb.event {
                 SlackEventCallbackBody::Message(m) => {
@@ -860,7 +876,7 @@ pub async fn event(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
                                     &edge,
                                     &team,
                                     h.user.as_ref(),
-                                    crate::app::now(),
+                                    svc.clock().now(),
                                 )
                                 .await
                                 {

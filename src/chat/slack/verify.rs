@@ -144,6 +144,8 @@ impl SignedBody {
 /// Handler state that can verify Slack requests.
 pub trait SlackSecret {
     fn signing_secret(&self) -> Option<&Secret>;
+    /// The clock a request's timestamp is checked against.
+    fn clock(&self) -> &crate::clock::Clock;
 }
 
 impl<S> FromRequest<S> for SignedBody
@@ -175,13 +177,8 @@ where
             }
             .into_response()
         })?;
-        verify(
-            secret,
-            &parts.headers,
-            &body,
-            crate::app::now().millis() / 1000,
-        )
-        .map_err(IntoResponse::into_response)?;
+        verify(secret, &parts.headers, &body, state.clock().unix_seconds())
+            .map_err(IntoResponse::into_response)?;
         Ok(Self {
             body,
             headers: parts.headers,
