@@ -44,7 +44,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 async fn act(svc: &Service, who: &str, action: Action, now: Timestamp) {
     let id = waiver::domain::RequestId::new(1);
-    let seen = svc.store.load(id).await.unwrap().unwrap().version();
+    let seen = svc.request(id).await.unwrap().unwrap().version();
     let attempt = Attempt::new(Actor::Person(PersonId::new(who)), id, seen, action);
     match svc.act(attempt, now).await.unwrap() {
         Acted::Applied { .. } => {}
@@ -126,8 +126,7 @@ async fn run() {
     )
     .await;
     let template = svc
-        .store
-        .load(waiver::domain::RequestId::new(1))
+        .request(waiver::domain::RequestId::new(1))
         .await
         .unwrap()
         .unwrap();

@@ -53,6 +53,11 @@ pub const NO_PLATFORM: &str = "no chat platform is configured: set SLACK_SIGNING
 pub struct Running {
     pub addr: SocketAddr,
     pub service: Service,
+    /// The database, for tests and the demo to inspect (surfaces go through the
+    /// service).
+    pub store: Store,
+    /// Work started after an acknowledgement (opening a modal, publishing Home).
+    tasks: tokio_util::task::TaskTracker,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: Option<JoinHandle<()>>,
@@ -64,13 +69,15 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        self.tasks.close();
+        self.tasks.wait().await;
         if let Some(w) = self.worker {
             let _ = w.await;
         }
         if let Some(s) = self.scheduler {
             let _ = s.await;
         }
-        self.service.store.close().await;
+        self.store.close().await;
     }
 
     /// Stops abruptly, as a crash would (for recovery tests).
@@ -99,15 +106,19 @@ pub async fn start(
     let service = Service::new(store.clone(), Arc::new(gov)).with_clock(options.clock.clone());
     let api =
         SlackApi::new(&slack.api_url, &slack.bot_token).context("cannot build the Slack client")?;
+    let tasks = tokio_util::task::TaskTracker::new();
     let edge = SlackEdge {
         signing_secret: slack.signing_secret.clone(),
         api: api.clone(),
+        tasks: tasks.clone(),
     };
     let (stop, stopped) = watch::channel(false);
     let worker = (!options.no_delivery).then(|| {
+        let slack =
+            crate::chat::slack::deliver::SlackDelivery::new(api, options.delivery.call_timeout);
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
-            api,
+            vec![crate::chat::Surface::Slack(slack)],
             options.delivery.clone(),
             service.outbox_ready(),
             options.clock.clone(),
@@ -145,6 +156,8 @@ pub async fn start(
     Ok(Running {
         addr,
         service,
+        store,
+        tasks,
         stop,
         server,
         worker,

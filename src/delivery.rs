@@ -1,18 +1,20 @@
 //! The outbox worker: delivers queued chat messages, at least once, with idempotent
-//! effects.
+//! effects, through whichever surface each message is for ([`Surface`], a closed set:
+//! each supplies post, update, find-in-doubt, error classification and pacing).
 //!
-//! - A card is posted once and updated in place afterwards (its channel and message
-//!   ts are stored when it is posted); a pending update that a newer one makes
+//! - A card is posted once and updated in place afterwards (where it was posted is
+//!   stored, in the surface's own terms); a pending update that a newer one makes
 //!   pointless is skipped.
-//! - Every post carries its outbox id in the message metadata. An attempt that ended
-//!   without a definite answer (a crash, a timeout, a 5xx) leaves the row "in doubt";
-//!   the next attempt first looks for the message in the conversation, so a post is
-//!   never duplicated.
+//! - Every post is findable by its outbox id (Slack: message metadata). An attempt
+//!   that ended without a definite answer (a crash, a timeout, a 5xx) leaves the row
+//!   "in doubt"; the next attempt first asks the surface to find the message, so a
+//!   post is never duplicated.
 //! - 429 waits for `Retry-After`; 5xx, timeouts and transport errors back off
 //!   exponentially; permanent errors (`channel_not_found`, `invalid_auth`, ...) park
-//!   the message with an error log line, a metric and an audit entry.
-//! - Posts are paced per conversation (Slack allows about one message per second
-//!   per channel); rows to one conversation are delivered in order.
+//!   the message with an error log line, a metric and an audit entry. A message for a
+//!   surface that is not configured is parked too.
+//! - Posts are paced per conversation at the surface's limit (Slack: about one
+//!   message per second per channel); rows to one conversation are delivered in order.
 //!
 //! Several replicas may run workers on one PostgreSQL: rows are claimed with leases
 //! and `SKIP LOCKED`.
@@ -22,24 +24,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use slack_morphism::errors::SlackClientError;
-use slack_morphism::prelude::*;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::time::Instant;
 
-use crate::chat::slack::client::SlackApi;
-use crate::chat::slack::render;
-use crate::chat::{Address, Outgoing, Platform};
+use crate::chat::{Failure, Surface};
 use crate::clock::Clock;
 use crate::domain::Timestamp;
+use crate::message::Platform;
 use crate::store::{Claimed, Finish, Store};
 
 /// How often the worker checks that every conversation with pending messages has a
 /// queue (see `Store::repair_outbox_queues`).
 const REPAIR_EVERY: Duration = Duration::from_secs(60);
-
-/// Metadata type of Waiver's posts; its payload carries the outbox id.
-pub const METADATA_TYPE: &str = "waiver_outbox";
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -50,8 +46,9 @@ pub struct DeliveryConfig {
     pub max_backoff: Duration,
     /// Transient failures after which a message is parked.
     pub max_attempts: u32,
-    /// Minimum gap between two posts to one conversation.
-    pub per_conversation: Duration,
+    /// Minimum gap between two posts to one conversation; `None`: each surface's own
+    /// limit (tests set zero).
+    pub per_conversation: Option<Duration>,
     pub call_timeout: Duration,
     /// How often to look for work when nothing signals it (other replicas' rows,
     /// retries coming due).
@@ -66,7 +63,7 @@ impl Default for DeliveryConfig {
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             max_attempts: 12,
-            per_conversation: Duration::from_secs(1),
+            per_conversation: None,
             call_timeout: Duration::from_secs(10),
             idle_poll: Duration::from_millis(500),
         }
@@ -85,7 +82,7 @@ pub struct DeliveryMetrics {
 /// The worker.
 pub struct Deliverer {
     store: Store,
-    slack: SlackApi,
+    surfaces: Vec<Surface>,
     config: DeliveryConfig,
     wake: Arc<Notify>,
     last_post: Mutex<HashMap<String, Instant>>,
@@ -93,71 +90,17 @@ pub struct Deliverer {
     pub metrics: Arc<DeliveryMetrics>,
 }
 
-enum Failure {
-    /// Try again; `doubt`: the call may have taken effect.
-    Transient {
-        after: Option<Duration>,
-        error: String,
-        doubt: bool,
-    },
-    Permanent(String),
-    /// The message a card update targets no longer exists.
-    MessageGone,
-}
-
-const TRANSIENT_API_ERRORS: [&str; 5] = [
-    "ratelimited",
-    "internal_error",
-    "fatal_error",
-    "service_unavailable",
-    "request_timeout",
-];
-
-fn classify(e: SlackClientError) -> Failure {
-    match e {
-        SlackClientError::RateLimitError(r) => Failure::Transient {
-            after: Some(r.retry_after.unwrap_or(Duration::from_secs(1))),
-            error: "rate limited".into(),
-            doubt: false,
-        },
-        SlackClientError::ApiError(a) if a.code == "message_not_found" => Failure::MessageGone,
-        SlackClientError::ApiError(a) if TRANSIENT_API_ERRORS.contains(&a.code.as_str()) => {
-            Failure::Transient {
-                after: None,
-                doubt: a.code == "request_timeout",
-                error: a.code,
-            }
-        }
-        SlackClientError::ApiError(a) => Failure::Permanent(a.code),
-        SlackClientError::HttpError(h) if h.status_code.is_server_error() => Failure::Transient {
-            after: None,
-            error: format!("HTTP {}", h.status_code),
-            doubt: true,
-        },
-        SlackClientError::HttpError(h) => Failure::Permanent(format!("HTTP {}", h.status_code)),
-        other => Failure::Transient {
-            after: None,
-            error: other.to_string().chars().take(200).collect(),
-            doubt: true,
-        },
-    }
-}
-
-fn ts_of(t: Timestamp) -> SlackTs {
-    SlackTs::new(format!("{}.000000", t.millis().div_euclid(1000)))
-}
-
 impl Deliverer {
     pub fn new(
         store: Store,
-        slack: SlackApi,
+        surfaces: Vec<Surface>,
         config: DeliveryConfig,
         wake: Arc<Notify>,
         clock: Clock,
     ) -> Self {
         Self {
             store,
-            slack,
+            surfaces,
             config,
             wake,
             clock,
@@ -255,22 +198,23 @@ impl Deliverer {
             Ok(false) => {}
             Err(e) => return self.retry(row, format!("store: {e}"), None, false),
         }
-        match row.outgoing.platform {
-            Platform::Slack => match self.deliver_slack(row).await {
-                Ok(finish) => finish,
-                Err(Failure::Transient {
-                    after,
-                    error,
-                    doubt,
-                }) => self.retry(row, error, after, doubt),
-                Err(Failure::Permanent(error)) => Finish::Parked { error },
-                Err(Failure::MessageGone) => {
-                    self.retry(row, "message_not_found".into(), Some(Duration::ZERO), false)
-                }
-            },
-            Platform::Teams => Finish::Parked {
-                error: "Teams delivery is not configured".into(),
-            },
+        let platform = row.outgoing.platform;
+        let Some(surface) = self.surfaces.iter().find(|s| s.platform() == platform) else {
+            return Finish::Parked {
+                error: format!("{} delivery is not configured", platform_name(platform)),
+            };
+        };
+        match self.deliver_to(surface, row).await {
+            Ok(finish) => finish,
+            Err(Failure::Transient {
+                after,
+                error,
+                doubt,
+            }) => self.retry(row, error, after, doubt),
+            Err(Failure::Permanent(error)) => Finish::Parked { error },
+            Err(Failure::MessageGone) => {
+                self.retry(row, "message_not_found".into(), Some(Duration::ZERO), false)
+            }
         }
     }
 
@@ -305,53 +249,9 @@ impl Deliverer {
         }
     }
 
-    async fn call<T>(
-        &self,
-        fut: impl Future<Output = Result<T, SlackClientError>>,
-    ) -> Result<T, Failure> {
-        match tokio::time::timeout(self.config.call_timeout, fut).await {
-            Ok(r) => r.map_err(classify),
-            Err(_) => Err(Failure::Transient {
-                after: None,
-                error: "timed out".into(),
-                doubt: true,
-            }),
-        }
-    }
-
-    fn content(&self, m: &Outgoing, outbox_id: Option<i64>) -> SlackMessageContent {
-        let mut content = SlackMessageContent::new()
-            .with_text(render::fallback(&m.message))
-            .with_blocks(render::blocks(&m.message));
-        if let Some(id) = outbox_id {
-            content = content.with_metadata(SlackMessageMetadata {
-                event_type: METADATA_TYPE.into(),
-                event_payload: Some([("outbox_id".to_string(), id.to_string())].into()),
-            });
-        }
-        content
-    }
-
-    async fn deliver_slack(&self, row: &Claimed) -> Result<Finish, Failure> {
+    /// One attempt: update a posted card in place, or find an interrupted post, or post.
+    async fn deliver_to(&self, surface: &Surface, row: &Claimed) -> Result<Finish, Failure> {
         let m = &row.outgoing;
-        let session = self.slack.session();
-        let channel_of = |to: &Address| match to {
-            Address::Channel { channel } => channel.clone(),
-            Address::Direct { user } => user.clone(),
-            Address::Ephemeral { channel, .. } => channel.clone(),
-        };
-        if let Address::Ephemeral { channel, user } = &m.to {
-            let req = SlackApiChatPostEphemeralRequest::new(
-                SlackChannelId::new(channel.clone()),
-                SlackUserId::new(user.clone()),
-                self.content(m, None),
-            );
-            self.call(session.chat_post_ephemeral(&req)).await?;
-            return Ok(Finish::Sent {
-                channel: None,
-                ts: None,
-            });
-        }
         if let Some(key) = &m.card {
             let posted =
                 self.store
@@ -363,15 +263,9 @@ impl Deliverer {
                         doubt: false,
                     })?;
             if let Some(posted) = posted {
-                let req = SlackApiChatUpdateRequest::new(
-                    SlackChannelId::new(posted.channel.clone()),
-                    self.content(m, None),
-                    SlackTs::new(posted.ts.clone()),
-                );
-                return match self.call(session.chat_update(&req)).await {
-                    Ok(_) => Ok(Finish::Sent {
-                        channel: Some(posted.channel),
-                        ts: Some(posted.ts),
+                return match surface.update(&posted, m).await {
+                    Ok(posted) => Ok(Finish::Sent {
+                        posted: Some(posted),
                     }),
                     Err(Failure::MessageGone) => {
                         // Someone deleted the card: post it again on the next attempt.
@@ -383,15 +277,14 @@ impl Deliverer {
             }
         }
         if row.in_doubt && row.attempts > 1 {
-            match self.find_posted(row).await {
-                Ok(Some((channel, ts))) => {
+            match surface.find(m, row.id, row.created_at).await {
+                Ok(Some(posted)) => {
                     tracing::info!(
                         outbox_id = row.id,
                         "delivery: found the message of an interrupted attempt"
                     );
                     return Ok(Finish::Sent {
-                        channel: Some(channel),
-                        ts: Some(ts),
+                        posted: Some(posted),
                     });
                 }
                 Ok(None) => {}
@@ -404,34 +297,27 @@ impl Deliverer {
                 ),
             }
         }
-        let target = channel_of(&m.to);
-        if let Some(at) = self.paced(&target).await {
+        let pace = self
+            .config
+            .per_conversation
+            .unwrap_or_else(|| surface.pace());
+        let conversation = format!("{}:{}", m.platform.as_str(), surface.conversation(m));
+        if let Some(at) = self.paced(&conversation, pace).await {
             return Ok(Finish::Defer { at });
         }
-        let req = SlackApiChatPostMessageRequest::new(
-            SlackChannelId::new(target),
-            self.content(m, Some(row.id)),
-        );
-        let resp = self.call(session.chat_post_message(&req)).await?;
-        Ok(Finish::Sent {
-            channel: Some(resp.channel.to_string()),
-            ts: Some(resp.ts.to_string()),
-        })
+        let posted = surface.post(m, row.id).await?;
+        Ok(Finish::Sent { posted })
     }
 
     /// When the conversation may take another post, if not now. Otherwise records
     /// this post as the conversation's latest.
-    async fn paced(&self, target: &str) -> Option<Timestamp> {
-        if self.config.per_conversation.is_zero() {
+    async fn paced(&self, target: &str, pace: Duration) -> Option<Timestamp> {
+        if pace.is_zero() {
             return None;
         }
         let mut last = self.last_post.lock().await;
         let now = Instant::now();
-        if let Some(next) = last
-            .get(target)
-            .map(|t| *t + self.config.per_conversation)
-            .filter(|t| *t > now)
-        {
+        if let Some(next) = last.get(target).map(|t| *t + pace).filter(|t| *t > now) {
             let wait = next - now;
             return Some(Timestamp::from_millis(
                 self.clock.now().millis() + wait.as_millis() as i64 + 1,
@@ -439,38 +325,15 @@ impl Deliverer {
         }
         last.insert(target.to_string(), now);
         if last.len() > 10_000 {
-            last.retain(|_, t| *t + self.config.per_conversation > now);
+            last.retain(|_, t| *t + pace > now);
         }
         None
     }
+}
 
-    /// Looks for the message an interrupted attempt may have posted.
-    async fn find_posted(&self, row: &Claimed) -> Result<Option<(String, String)>, Failure> {
-        let session = self.slack.session();
-        let channel = match &row.outgoing.to {
-            Address::Channel { channel } => channel.clone(),
-            Address::Direct { user } => {
-                let req = SlackApiConversationsOpenRequest::new()
-                    .with_users(vec![SlackUserId::new(user.clone())]);
-                let resp = self.call(session.conversations_open(&req)).await?;
-                resp.channel.id.to_string()
-            }
-            Address::Ephemeral { .. } => return Ok(None),
-        };
-        let req = SlackApiConversationsHistoryRequest::new()
-            .with_channel(SlackChannelId::new(channel.clone()))
-            .with_oldest(ts_of(Timestamp::from_millis(
-                row.created_at.millis() - 1000,
-            )))
-            .with_include_all_metadata(true)
-            .with_limit(200);
-        let resp = self.call(session.conversations_history(&req)).await?;
-        let id = row.id.to_string();
-        Ok(resp.messages.iter().find_map(|msg| {
-            let meta = msg.content.metadata.as_ref()?;
-            let ours = meta.event_type == METADATA_TYPE
-                && meta.event_payload.as_ref()?.get("outbox_id") == Some(&id);
-            ours.then(|| (channel.clone(), msg.origin.ts.to_string()))
-        }))
+fn platform_name(p: Platform) -> &'static str {
+    match p {
+        Platform::Slack => "Slack",
+        Platform::Teams => "Teams",
     }
 }

@@ -103,7 +103,7 @@ impl Demo {
 
     /// Waits for delivery to settle, then prints every new or updated message.
     async fn show(&mut self) -> anyhow::Result<()> {
-        let store = &self.running.service.store;
+        let store = &self.running.store;
         for _ in 0..500 {
             let counts = store.outbox_counts().await?;
             if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
@@ -304,7 +304,7 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
     let listener = TcpListener::bind(config.listen).await?;
     let options = Options {
         delivery: DeliveryConfig {
-            per_conversation: Duration::ZERO,
+            per_conversation: Some(Duration::ZERO),
             idle_poll: Duration::from_millis(20),
             ..DeliveryConfig::default()
         },
@@ -571,7 +571,8 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
     // 7. Monitoring and review: the scheduler's sweeps, with time moved forward.
     d.step("7 · Monitoring and review");
     let svc = d.running.service.clone();
-    let request = svc
+    let request = d
+        .running
         .store
         .load(crate::domain::RequestId::new(1))
         .await?
@@ -609,7 +610,7 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
 
     // The audit trail.
     d.step("Audit trail");
-    let report = d.running.service.store.verify_audit().await?;
+    let report = d.running.store.verify_audit().await?;
     match report {
         Ok(r) => d.say(format!(
             "waiver audit verify: intact, {} entries, head {}",
@@ -620,7 +621,6 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
     }
     let decisions = d
         .running
-        .service
         .store
         .decisions(crate::domain::RequestId::new(1))
         .await?;

@@ -16,6 +16,8 @@ pub mod export;
 pub mod fake_slack;
 pub mod governance;
 pub mod http;
+pub mod interact;
+pub mod message;
 pub mod scheduler;
 pub mod service;
 pub mod store;

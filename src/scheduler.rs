@@ -69,7 +69,7 @@ pub async fn start(
             if let Some(t) = timer.take() {
                 t.abort();
             }
-            if let Ok(Some(due)) = service.store.next_due_at().await {
+            if let Ok(Some(due)) = service.next_due_at().await {
                 let wait = due.millis() - service.clock().now().millis();
                 let wake = wake.clone();
                 timer = Some(tokio::spawn(async move {

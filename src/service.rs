@@ -11,7 +11,6 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::chat::plan::{self, Context};
-use crate::chat::{Address, Message, Outgoing, Platform, Section};
 use crate::clock::Clock;
 use crate::domain::schedule;
 use crate::domain::{
@@ -19,13 +18,16 @@ use crate::domain::{
     State, Timestamp, WorkflowError,
 };
 use crate::governance::{Governance, PersonId};
+use crate::message::{Address, Message, Outgoing, Platform, Section};
 use crate::store::{
     AuditRecord, Change, NewRequest, Outcome, ReminderRow, ReminderStatus, Scheduling, Store,
     StoreError,
 };
 
+mod query;
 mod sweep;
 
+pub use query::{Home, Overview, Tasks, TimelineEntry};
 pub use sweep::SweepReport;
 
 /// Attempts before a contended request gives up (each retry re-reads and re-decides).
@@ -102,9 +104,76 @@ impl Attempt {
     }
 }
 
+/// A refusal decided before any action was attempted (a button whose form the clicker
+/// may not use, a renewal they may not file): the audit trail names what was tried.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub actor: Actor,
+    /// The version the actor saw.
+    pub seen: u32,
+    /// The audit trail's name for what was tried (`renew`, `approve`, …).
+    pub action: &'static str,
+    /// Where to explain it (an ephemeral message), with its audit entry.
+    pub reply_to: Option<(Platform, Address)>,
+    pub idempotency_key: Option<String>,
+}
+
+impl Attempt {
+    fn refusal(&self) -> Refusal {
+        Refusal {
+            actor: self.actor.clone(),
+            seen: self.seen,
+            action: self.action.name(),
+            reply_to: self.reply_to.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+}
+
+/// Input refused before any request could decide it: who (as the audit names them),
+/// what they tried, why, the request it named (if any), the explanation to deliver
+/// (if the surface sends it asynchronously) and an idempotency key (if re-delivered).
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    actor: String,
+    action: String,
+    reason: String,
+    request: Option<RequestId>,
+    outbox: Vec<Outgoing>,
+    key: Option<String>,
+}
+
+impl Rejected {
+    pub fn new(actor: String, action: &str, reason: String) -> Self {
+        Self {
+            actor,
+            action: action.to_string(),
+            reason,
+            request: None,
+            outbox: Vec::new(),
+            key: None,
+        }
+    }
+
+    pub fn about(mut self, request: RequestId) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    pub fn explained(mut self, message: Outgoing) -> Self {
+        self.outbox.push(message);
+        self
+    }
+
+    pub fn once(mut self, key: String) -> Self {
+        self.key = Some(key);
+        self
+    }
+}
+
 #[derive(Clone)]
 pub struct Service {
-    pub store: Store,
+    store: Store,
     gov: Arc<Governance>,
     platforms: Arc<[Platform]>,
     /// Woken after every commit that queued messages, so delivery starts at once.
@@ -164,6 +233,22 @@ impl Service {
     /// The clock the edges read `now` from.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    /// The earliest instant the scheduler has something to do, if any.
+    pub async fn next_due_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.store.next_due_at().await
+    }
+
+    /// Claims a delivery's idempotency key for something that changes nothing (an App
+    /// Home view): `false` when it was processed before.
+    pub async fn claim(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.store.claim_idempotency_key(key, now).await
     }
 
     /// Signalled whenever new messages are queued (the delivery worker waits on it).
@@ -227,15 +312,14 @@ impl Service {
                 .await?
                 .ok_or(ServiceError::NotFound(old_id))?;
             if let Err(error) = old.may_renew(requester) {
-                let attempt = Attempt::new(
-                    Actor::Person(requester.clone()),
-                    old.id,
-                    old.version(),
-                    Action::Comment {
-                        text: String::new(),
-                    },
-                );
-                self.refuse(&attempt, "renew", &old, &error, now).await?;
+                let refusal = Refusal {
+                    actor: Actor::Person(requester.clone()),
+                    seen: old.version(),
+                    action: "renew",
+                    reply_to: None,
+                    idempotency_key: None,
+                };
+                self.refuse(&refusal, &old, &error, now).await?;
                 return Ok(Submitted::Refused(error));
             }
         }
@@ -316,9 +400,7 @@ impl Service {
                     });
                 }
                 Err(error) => {
-                    let recorded = self
-                        .refuse(&attempt, attempt.action.name(), &before, &error, now)
-                        .await;
+                    let recorded = self.refuse(&attempt.refusal(), &before, &error, now).await;
                     return match recorded {
                         Ok(()) => Ok(Acted::Refused {
                             request: Box::new(before),
@@ -370,39 +452,38 @@ impl Service {
         Err(ServiceError::Busy(id))
     }
 
-    /// Records a refused attempt under `action` (the audit trail's name for it), with
-    /// the explanation where the attempt came from.
-    pub(crate) async fn refuse(
+    /// Records a refused attempt on `request` (an audit entry), with the explanation
+    /// where the attempt came from when the surface asked for one.
+    pub async fn refuse(
         &self,
-        attempt: &Attempt,
-        action: &str,
+        refusal: &Refusal,
         request: &ExceptionRequest,
         error: &WorkflowError,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let audit = AuditRecord {
             at: now,
-            actor: attempt.actor.audit_name(),
+            actor: refusal.actor.audit_name(),
             request: Some(request.id),
-            action: action.to_string(),
+            action: refusal.action.to_string(),
             outcome: Outcome::Refused,
             details: json!({
                 "reason": error.to_string(),
                 "state": request.state,
                 "version": request.version(),
-                "seen": attempt.seen,
+                "seen": refusal.seen,
             }),
         };
-        let reply = attempt
+        let reply = refusal
             .reply_to
             .clone()
-            .map(|(platform, to)| refusal_message(platform, to, request.id, error));
+            .map(|(platform, to)| refusal_message(platform, to, request.id, &error.to_string()));
         let has_reply = reply.is_some();
         self.store
             .record(
                 audit,
                 reply.into_iter().collect(),
-                attempt.idempotency_key.clone(),
+                refusal.idempotency_key.clone(),
             )
             .await?;
         if has_reply {
@@ -411,40 +492,26 @@ impl Service {
         Ok(())
     }
 
-    /// Records a refusal decided outside `act` (a button that would open a modal the
-    /// clicker may not use): audit entry plus the ephemeral explanation.
-    pub async fn refuse_attempt(
-        &self,
-        attempt: &Attempt,
-        request: &ExceptionRequest,
-        error: &WorkflowError,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.refuse(attempt, attempt.action.name(), request, error, now)
-            .await
-    }
-
-    /// Records a refusal that happened before any request was involved (an unknown
-    /// person, a malformed reference), so that the audit trail shows the attempt.
+    /// Records input refused before any request could decide it (an unknown
+    /// workspace, a malformed reference), so that the audit trail shows the attempt.
     pub async fn record_refusal(
         &self,
-        actor: &str,
-        request: Option<RequestId>,
-        action: &str,
-        reason: &str,
+        refused: Rejected,
         now: Timestamp,
-        outbox: Vec<Outgoing>,
     ) -> Result<(), StoreError> {
         let audit = AuditRecord {
             at: now,
-            actor: actor.to_string(),
-            request,
-            action: action.to_string(),
+            actor: refused.actor,
+            request: refused.request,
+            action: refused.action.to_string(),
             outcome: Outcome::Refused,
-            details: json!({ "reason": reason }),
+            details: json!({ "reason": refused.reason }),
         };
-        let has_messages = !outbox.is_empty();
-        self.store.record(audit, outbox, None).await?;
+        let has_messages = !refused.outbox.is_empty();
+        match self.store.record(audit, refused.outbox, refused.key).await {
+            Ok(_) | Err(StoreError::Duplicate) => {}
+            Err(e) => return Err(e),
+        }
         if has_messages {
             self.outbox_ready.notify_one();
         }
@@ -514,9 +581,9 @@ pub fn refusal_message(
     platform: Platform,
     to: Address,
     request: RequestId,
-    error: &WorkflowError,
+    text: &str,
 ) -> Outgoing {
-    let text = error.to_string();
+    let text = text.to_string();
     Outgoing {
         request: Some(request),
         platform,

@@ -316,7 +316,7 @@ async fn populated() -> (TestDb, waiver::domain::RequestId) {
         let svc = svc.clone();
         let who = who.to_string();
         async move {
-            let v = svc.store.load(id).await.unwrap().unwrap().version();
+            let v = svc.request(id).await.unwrap().unwrap().version();
             svc.act(Attempt::new(Actor::Person(p(&who)), id, v, action), now())
                 .await
                 .unwrap();
@@ -348,7 +348,7 @@ async fn populated() -> (TestDb, waiver::domain::RequestId) {
         },
     )
     .await;
-    svc.store.close().await;
+    db.opened().close().await;
     (db, id)
 }
 

@@ -94,7 +94,7 @@ async fn register_expired_long_ago(db: &TestDb, n: u64) -> Timestamp {
     let act = |who: &'static str, action: Action| {
         let svc = svc.clone();
         async move {
-            let seen = svc.store.load(id).await.unwrap().unwrap().version();
+            let seen = svc.request(id).await.unwrap().unwrap().version();
             let acted = svc
                 .act(Attempt::new(Actor::Person(p(who)), id, seen, action), t0)
                 .await
@@ -128,13 +128,13 @@ async fn register_expired_long_ago(db: &TestDb, n: u64) -> Timestamp {
         },
     )
     .await;
-    let template = svc.store.load(id).await.unwrap().unwrap();
+    let template = svc.request(id).await.unwrap().unwrap();
     assert_eq!(template.state, State::Active);
     let expires = template.grant.unwrap().expires_at;
-    waiver::testkit::copy_register(&svc.store, n, &OWNERS, 1, expires, expires)
+    waiver::testkit::copy_register(db.opened(), n, &OWNERS, 1, expires, expires)
         .await
         .unwrap();
-    svc.store.close().await;
+    db.opened().close().await;
     expires
 }
 

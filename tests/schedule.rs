@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use common::flow::{Flow, approve, day, feedback};
 use common::{SHIPPED, TestDb, now, p, uid};
-use waiver::chat::{Address, Outgoing, Section};
 use waiver::domain::{
     Action, Actor, AttestationAnswer, ConditionSpec, RequestId, State, Terms, Timestamp,
 };
 use waiver::governance;
+use waiver::message::{Address, Outgoing, Section};
 use waiver::service::{Acted, Attempt, Service, Submitted, SweepReport};
 use waiver::store::ReminderStatus;
 
@@ -23,16 +23,25 @@ fn ms(t: Timestamp, delta: i64) -> Timestamp {
     Timestamp::from_millis(t.millis() + delta)
 }
 
+/// A message's sections with a digest's items laid out in place.
+fn flat(sections: &[Section]) -> Vec<&Section> {
+    sections
+        .iter()
+        .flat_map(|s| match s {
+            Section::Items { items, .. } => items.iter().flatten().collect(),
+            other => vec![other],
+        })
+        .collect()
+}
+
 /// The digests a sweep queued: address target → the items' texts.
 fn digests(report: &SweepReport) -> HashMap<String, Vec<String>> {
     report
         .digests
         .iter()
         .map(|d| {
-            let texts = d
-                .message
-                .sections
-                .iter()
+            let texts = flat(&d.message.sections)
+                .into_iter()
                 .filter_map(|s| match s {
                     Section::Text { text, .. } => Some(text.clone()),
                     _ => None,
@@ -48,7 +57,7 @@ fn buttons(report: &SweepReport, target: &str) -> Vec<String> {
         .digests
         .iter()
         .filter(|d| d.to.target() == target)
-        .flat_map(|d| d.message.sections.iter())
+        .flat_map(|d| flat(&d.message.sections))
         .filter_map(|s| match s {
             Section::Actions { buttons } => Some(buttons.iter().map(|b| b.label.clone())),
             _ => None,
@@ -156,9 +165,9 @@ both!(
 
         // Acting ends the stage: the next stage has its own clock.
         flow.act("noah.fischer", Action::MarkComplete).await;
-        let audit = svc.store.audit_of(flow.id).await.unwrap();
+        let audit = db.opened().audit_of(flow.id).await.unwrap();
         assert!(!audit.is_empty());
-        let reminders = svc.store.reminders(Some(flow.id)).await.unwrap();
+        let reminders = db.opened().reminders(Some(flow.id)).await.unwrap();
         assert_eq!(reminders.len(), 3);
         assert!(reminders.iter().all(|r| r.status == ReminderStatus::Sent));
     }
@@ -263,7 +272,7 @@ both!(
         assert!(d[&marcus][0].contains("has expired"), "{d:?}");
         assert!(d[&james][0].contains("has expired"), "{d:?}");
         // The affected department's channel is told, and the checklist card updated.
-        let outbox = svc.store.outbox().await.unwrap();
+        let outbox = db.opened().outbox().await.unwrap();
         let announced = outbox.iter().any(|o| {
             let m: &Outgoing = &o.outgoing;
             matches!(m.to, Address::Channel { .. })
@@ -276,7 +285,7 @@ both!(
         assert!(nothing(
             &svc.sweep(expires.plus_days(400), false).await.unwrap()
         ));
-        assert!(svc.store.verify_audit().await.unwrap().is_ok());
+        assert!(db.opened().verify_audit().await.unwrap().is_ok());
     }
 );
 
@@ -306,7 +315,7 @@ both!(
         }
         assert!(nothing(&sweep(&svc, "2026-12-23T00:00:00Z").await), "once");
         assert!(nothing(&sweep(&svc, "2026-12-23T12:00:00Z").await));
-        let outbox = svc.store.outbox().await.unwrap();
+        let outbox = db.opened().outbox().await.unwrap();
         let announced = |text: &str| {
             outbox.iter().any(|o| {
                 matches!(o.outgoing.to, Address::Channel { .. })
@@ -340,7 +349,7 @@ both!(
         sso_done(&flow, at("2026-12-24T09:00:00Z")).await;
         let r = flow.request().await;
         assert_eq!(r.state, State::Active);
-        let outbox = svc.store.outbox().await.unwrap();
+        let outbox = db.opened().outbox().await.unwrap();
         assert!(outbox.iter().any(|o| {
             matches!(o.outgoing.to, Address::Channel { .. })
                 && o.outgoing
@@ -348,11 +357,11 @@ both!(
                     .summary
                     .contains("is no longer suspended: condition 1 is done. It is active again.")
         }));
-        let audit = svc.store.audit_of(flow.id).await.unwrap();
+        let audit = db.opened().audit_of(flow.id).await.unwrap();
         let suspensions: Vec<_> = audit.iter().filter(|e| e.action == "suspend").collect();
         assert_eq!(suspensions.len(), 1);
         assert_eq!(suspensions[0].details["to"], "suspended");
-        assert!(svc.store.verify_audit().await.unwrap().is_ok());
+        assert!(db.opened().verify_audit().await.unwrap().is_ok());
     }
 );
 
@@ -401,7 +410,7 @@ both!(
         let r = flow.request().await;
         assert_eq!(r.state, State::ReassessmentRequired);
         assert_eq!(r.versions.len(), 2, "history kept");
-        let outbox = svc.store.outbox().await.unwrap();
+        let outbox = db.opened().outbox().await.unwrap();
         for person in ["james.carter", "marcus.webb"] {
             let to = dm(person);
             assert!(
@@ -487,7 +496,7 @@ both!(
         assert_eq!(renewal.renews, Some(flow.id));
         assert_eq!(renewal.state, State::Submitted, "the full review again");
         assert!(renewal.grant.is_none());
-        let outbox = svc.store.outbox().await.unwrap();
+        let outbox = db.opened().outbox().await.unwrap();
         assert!(
             outbox.iter().any(|o| o
                 .outgoing
@@ -546,7 +555,7 @@ both!(
         assert_eq!(pending.request().await.state, State::Submitted);
         assert_eq!(withdrawn.request().await.state, State::Withdrawn);
         // Assessors are asked again; the owner hears in a digest.
-        let outbox = svc.store.outbox().await.unwrap();
+        let outbox = db.opened().outbox().await.unwrap();
         let assess_cards = outbox
             .iter()
             .filter(|o| {
@@ -557,8 +566,8 @@ both!(
             .count();
         assert!(assess_cards >= 2, "risk and security asked again");
         let marcus = dm("marcus.webb");
-        let told = svc
-            .store
+        let told = db
+            .opened()
             .reminders(Some(a.id))
             .await
             .unwrap()
@@ -612,7 +621,7 @@ both!(
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), sent.len(), "no reminder sent twice");
-        let stored = one.store.reminders(None).await.unwrap();
+        let stored = db.opened().reminders(None).await.unwrap();
         let queued_or_sent = stored
             .iter()
             .filter(|r| r.status != ReminderStatus::Skipped)
@@ -628,7 +637,7 @@ both!(
             .collect();
         expected.sort();
         assert_eq!(transitions, expected);
-        let audits = one.store.audit_of(ids[0]).await.unwrap();
+        let audits = db.opened().audit_of(ids[0]).await.unwrap();
         assert_eq!(
             audits
                 .iter()
@@ -636,18 +645,18 @@ both!(
                 .count(),
             1
         );
-        assert!(one.store.verify_audit().await.unwrap().is_ok());
+        assert!(db.opened().verify_audit().await.unwrap().is_ok());
     }
 );
 
 both!(a_dry_run_changes_nothing, |db: TestDb| async move {
     let svc = db.service().await;
     let flow = approved(svc.clone()).await;
-    let outbox = svc.store.outbox().await.unwrap().len();
+    let outbox = db.opened().outbox().await.unwrap().len();
     let dry = svc.sweep(at("2027-08-02T00:00:00Z"), true).await.unwrap();
     assert_eq!(dry.transitions, vec![(flow.id, "expire")]);
     assert!(dry.render().contains("would apply expire"));
     assert_eq!(flow.request().await.state, State::Approved);
-    assert_eq!(svc.store.outbox().await.unwrap().len(), outbox);
-    assert!(svc.store.reminders(None).await.unwrap().is_empty());
+    assert_eq!(db.opened().outbox().await.unwrap().len(), outbox);
+    assert!(db.opened().reminders(None).await.unwrap().is_empty());
 });

@@ -64,8 +64,7 @@ async fn file(app: &App, title: &str) -> waiver::domain::RequestId {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body, "", "the modal closes");
     let mine = app
-        .service()
-        .store
+        .store()
         .requests_by(&common::p("james.carter"), 100)
         .await
         .unwrap();
@@ -251,7 +250,7 @@ both!(
         let closed = app.message(APPROVALS, &reference);
         assert!(!has_buttons(&closed), "{}", describe(&closed.blocks));
         assert!(describe(&closed.blocks).contains("Approved by Carlos Mendes"));
-        assert!(app.service().store.verify_audit().await.unwrap().is_ok());
+        assert!(app.store().verify_audit().await.unwrap().is_ok());
         app.stop().await;
     }
 );
@@ -742,7 +741,7 @@ both!(
                 .to_string();
             assert_eq!(
                 text,
-                waiver::chat::slack::inbound::UNAVAILABLE,
+                waiver::interact::UNAVAILABLE,
                 "{command}: {}",
                 reply.body
             );

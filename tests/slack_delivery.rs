@@ -66,8 +66,7 @@ both!(
             .filter(|m| m.user.is_none())
             .count();
         let expected = app
-            .service()
-            .store
+            .store()
             .outbox()
             .await
             .unwrap()
@@ -123,7 +122,7 @@ both!(
         );
         // A 5xx may have been processed: before re-posting, Waiver looked for the message.
         assert!(!app.fake().calls_to("conversations.history").is_empty());
-        let counts = app.service().store.outbox_counts().await.unwrap();
+        let counts = app.store().outbox_counts().await.unwrap();
         assert!(counts.iter().all(|(s, _)| s == "sent"), "{counts:?}");
         app.stop().await;
     }
@@ -136,7 +135,7 @@ both!(
         app.fake().fail_channel(INTAKE, "channel_not_found");
         let id = file(&app).await;
         app.drained().await;
-        let rows = app.service().store.outbox().await.unwrap();
+        let rows = app.store().outbox().await.unwrap();
         let parked: Vec<_> = rows
             .iter()
             .filter(|r| r.status == waiver::store::OutboxStatus::Parked)
@@ -158,11 +157,11 @@ both!(
             2,
             "other messages still delivered"
         );
-        let audit = app.service().store.audit_of(id).await.unwrap();
+        let audit = app.store().audit_of(id).await.unwrap();
         assert!(audit.iter().any(|e| e.action == "deliver"
             && e.outcome == waiver::store::Outcome::Parked
             && e.details["error"] == "channel_not_found"));
-        assert!(app.service().store.verify_audit().await.unwrap().is_ok());
+        assert!(app.store().verify_audit().await.unwrap().is_ok());
         app.stop().await;
     }
 );
@@ -182,7 +181,7 @@ both!(
         )
         .await;
         let id = file(&app).await;
-        let card_rows = app.service().store.outbox().await.unwrap().len();
+        let card_rows = app.store().outbox().await.unwrap().len();
         assert!(card_rows >= 3);
         assert!(
             app.fake().calls_to("chat.postMessage").is_empty(),
@@ -266,7 +265,7 @@ both!(
             2,
             "receipt and plan once each"
         );
-        let rows = app.service().store.outbox().await.unwrap();
+        let rows = app.store().outbox().await.unwrap();
         assert!(
             rows.iter()
                 .all(|r| r.status == waiver::store::OutboxStatus::Sent),

@@ -37,7 +37,7 @@ fn days_before(t: Timestamp, days: i64) -> Timestamp {
 
 /// `who` acts on the current version of `id` at `at`; the action must apply.
 async fn act(svc: &Service, id: RequestId, who: &str, action: Action, at: Timestamp) {
-    let seen = svc.store.load(id).await.unwrap().unwrap().version();
+    let seen = svc.request(id).await.unwrap().unwrap().version();
     let acted = svc
         .act(Attempt::new(Actor::Person(p(who)), id, seen, action), at)
         .await
@@ -92,7 +92,7 @@ async fn granted(app: &App, title: &str, t0: Timestamp, days: u64) -> ExceptionR
         confirmation: None,
     };
     act(svc, id, "carlos.mendes", approve, t0).await;
-    let r = svc.store.load(id).await.unwrap().unwrap();
+    let r = app.store().load(id).await.unwrap().unwrap();
     assert_eq!(r.state, State::Active, "no conditions, started: active");
     let g = r.grant.as_ref().unwrap();
     assert_eq!(
@@ -293,7 +293,7 @@ both!(
         let next = r.grant.as_ref().unwrap().next_review_at;
         assert_eq!(next, Some(attested.at.plus_days(cadence)));
         assert_eq!(r.stage_since, attested.at);
-        let audit = svc.store.audit_of(id).await.unwrap();
+        let audit = app.store().audit_of(id).await.unwrap();
         let entry = audit
             .iter()
             .rfind(|e| e.action == "attest")
@@ -302,7 +302,7 @@ both!(
             (entry.actor.as_str(), entry.outcome, entry.at),
             ("marcus.webb", Outcome::Applied, attested.at)
         );
-        let verified = svc.store.verify_audit().await.unwrap();
+        let verified = app.store().verify_audit().await.unwrap();
         assert!(verified.is_ok(), "{verified:?}");
 
         // What the owner sees: a confirmation with the next review, nothing waiting
@@ -439,7 +439,11 @@ both!(
             (200, ""),
             "the modal closes"
         );
-        let mine = svc.store.requests_by(&p("marcus.webb"), 10).await.unwrap();
+        let mine = app
+            .store()
+            .requests_by(&p("marcus.webb"), 10)
+            .await
+            .unwrap();
         assert_eq!(mine.len(), 1, "{mine:?}");
         let renewal = app.request(mine[0].id).await;
         let new_reference = renewal.id.to_string();
@@ -492,7 +496,7 @@ both!(
         let still = app.request(id).await;
         assert_eq!(still.state, State::Active);
         assert_eq!(still.grant, Some(grant));
-        let verified = svc.store.verify_audit().await.unwrap();
+        let verified = app.store().verify_audit().await.unwrap();
         assert!(verified.is_ok(), "{verified:?}");
         app.stop().await;
     }
@@ -569,12 +573,12 @@ both!(
         assert_eq!(after.grant, before.grant);
         assert!(after.attestations.is_empty());
         for who in ["james.carter", "olivia.brown"] {
-            let filed = svc.store.requests_by(&p(who), 10).await.unwrap();
+            let filed = app.store().requests_by(&p(who), 10).await.unwrap();
             assert_eq!(filed.len(), usize::from(who == "james.carter"), "{who}");
         }
         // Each refusal is audited under the button that was refused.
-        let refused: Vec<(String, String)> = svc
-            .store
+        let refused: Vec<(String, String)> = app
+            .store()
             .audit_of(id)
             .await
             .unwrap()
@@ -594,7 +598,7 @@ both!(
         click(&app, "marcus.webb", &digest, "attest:still_needed").await;
         let view = next_view(&app, views).await;
         assert_eq!(view.view["callback_id"], "attest");
-        let verified = svc.store.verify_audit().await.unwrap();
+        let verified = app.store().verify_audit().await.unwrap();
         assert!(verified.is_ok(), "{verified:?}");
         app.stop().await;
     }

@@ -20,7 +20,7 @@ struct Footprint {
 }
 
 async fn footprint(app: &App) -> Footprint {
-    let store = &app.service().store;
+    let store = &app.store();
     Footprint {
         audit: store.verify_audit().await.unwrap().unwrap().entries,
         outbox: store.outbox().await.unwrap().len(),
@@ -351,7 +351,7 @@ both!(
             .await
             .unwrap();
         let svc = app.service();
-        let r = svc.store.load(id).await.unwrap().unwrap();
+        let r = app.store().load(id).await.unwrap().unwrap();
         for (who, role) in [("omar.haddad", "risk"), ("tomas.novak", "security")] {
             let action = waiver::domain::Action::Assess(waiver::domain::AssessmentInput {
                 role: waiver::governance::RoleId::new(role),
@@ -384,8 +384,8 @@ both!(
         );
         assert_eq!(app.fake().views_opened().len(), views);
         // Every refusal is in the audit trail, with who tried what.
-        let refused: Vec<(String, String)> = svc
-            .store
+        let refused: Vec<(String, String)> = app
+            .store()
             .audit_of(id)
             .await
             .unwrap()
@@ -538,7 +538,7 @@ both!(
                 "This card shows version 1 of {id}, but the request is now at version 2. Use the latest card."
             )
         );
-        let r = svc.store.load(id).await.unwrap().unwrap();
+        let r = app.store().load(id).await.unwrap().unwrap();
         assert_eq!(
             (r.state, r.reviews.len()),
             (State::Submitted, 1),
@@ -691,8 +691,7 @@ both!(
                 .contains("cannot be in the past")
         );
         assert_eq!(
-            app.service()
-                .store
+            app.store()
                 .requests_by(&common::p("james.carter"), 10)
                 .await
                 .unwrap()

@@ -60,7 +60,7 @@ both!(
             .await;
         assert_eq!(after.state, State::Active);
         assert_eq!(flow.request().await, after);
-        let decisions = flow.svc.store.decisions(flow.id).await.unwrap();
+        let decisions = db.opened().decisions(flow.id).await.unwrap();
         assert_eq!(decisions.len(), 1);
         assert_eq!(
             decisions[0].governance_hash,
@@ -121,7 +121,7 @@ both!(
             outcome: Outcome::Applied,
             details: serde_json::json!({}),
         };
-        let store = &flow.svc.store;
+        let store = db.opened();
         let (ra, rb) = tokio::join!(
             store.commit(
                 &before,
@@ -230,7 +230,7 @@ both!(
             .unwrap();
         assert!(matches!(r, Acted::Refused { .. }));
         assert_eq!(flow.request().await, before);
-        let audit = flow.svc.store.audit_of(flow.id).await.unwrap();
+        let audit = db.opened().audit_of(flow.id).await.unwrap();
         let last = audit.last().unwrap();
         assert_eq!(last.outcome, Outcome::Refused);
         assert_eq!(last.actor, "james.carter");
@@ -280,16 +280,13 @@ both!(
         assert!(matches!(again, Acted::Duplicate));
         assert_eq!(flow.request().await.comments.len(), 1);
         assert!(
-            flow.svc
-                .store
+            db.opened()
                 .claim_idempotency_key("other", now())
                 .await
                 .unwrap()
         );
         assert!(
-            !flow
-                .svc
-                .store
+            !db.opened()
                 .claim_idempotency_key("other", now())
                 .await
                 .unwrap()
@@ -302,7 +299,7 @@ both!(
     |db: TestDb| async move {
         let flow = Flow::file(db.service().await).await;
         assert!(
-            !flow.svc.store.outbox().await.unwrap().is_empty(),
+            !db.opened().outbox().await.unwrap().is_empty(),
             "filing told the requester"
         );
         let before = flow.request().await;
@@ -318,7 +315,7 @@ both!(
             .unwrap();
         let ctx = waiver::chat::plan::Context {
             gov: &gov,
-            platforms: &[waiver::chat::Platform::Slack],
+            platforms: &[waiver::message::Platform::Slack],
             similar: &[],
         };
         let message = waiver::chat::plan::plan(&ctx, Some(&before), &t.request, &t.event);
@@ -343,8 +340,7 @@ both!(
             outcome: Outcome::Applied,
             details: serde_json::json!({}),
         };
-        flow.svc
-            .store
+        db.opened()
             .commit(
                 &before,
                 &other.request,
@@ -358,12 +354,11 @@ both!(
             )
             .await
             .unwrap();
-        let outbox_before = flow.svc.store.outbox().await.unwrap().len();
-        let audit_before = flow.svc.store.audit_of(flow.id).await.unwrap().len();
+        let outbox_before = db.opened().outbox().await.unwrap().len();
+        let audit_before = db.opened().audit_of(flow.id).await.unwrap().len();
         let stored = flow.request().await;
-        let result = flow
-            .svc
-            .store
+        let result = db
+            .opened()
             .commit(
                 &before,
                 &t.request,
@@ -385,19 +380,18 @@ both!(
             .await;
         assert!(matches!(result, Err(StoreError::Conflict)));
         assert_eq!(
-            flow.svc.store.outbox().await.unwrap().len(),
+            db.opened().outbox().await.unwrap().len(),
             outbox_before,
             "no outbox rows"
         );
         assert_eq!(
-            flow.svc.store.audit_of(flow.id).await.unwrap().len(),
+            db.opened().audit_of(flow.id).await.unwrap().len(),
             audit_before,
             "no audit entry"
         );
         assert_eq!(flow.request().await, stored);
         assert!(
-            flow.svc
-                .store
+            db.opened()
                 .claim_idempotency_key("k1", now())
                 .await
                 .unwrap(),
@@ -419,41 +413,37 @@ both!(
             },
         )
         .await;
-        let report = flow
-            .svc
-            .store
+        let report = db
+            .opened()
             .verify_audit()
             .await
             .unwrap()
             .expect("intact after a full lifecycle");
         assert_eq!(report.entries, 6);
 
-        flow.svc
-            .store
+        db.opened()
             .execute_raw("UPDATE audit SET actor = 'mallory' WHERE seq = 3")
             .await
             .unwrap();
-        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        let broken = db.opened().verify_audit().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 3, "{broken}");
         assert!(broken.reason.contains("column"), "{broken}");
-        flow.svc
-            .store
+        db.opened()
             .execute_raw("UPDATE audit SET actor = 'omar.haddad' WHERE seq = 3")
             .await
             .unwrap();
         assert!(
-            flow.svc.store.verify_audit().await.unwrap().is_ok(),
+            db.opened().verify_audit().await.unwrap().is_ok(),
             "restored"
         );
 
-        flow.svc
-            .store
+        db.opened()
             .execute_raw(
                 "UPDATE audit SET entry = replace(entry, 'carlos.mendes', 'mallory') WHERE seq = 5",
             )
             .await
             .unwrap();
-        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        let broken = db.opened().verify_audit().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 5, "{broken}");
         assert!(broken.reason.contains("hash"), "{broken}");
     }
@@ -464,12 +454,11 @@ both!(
     |db: TestDb| async move {
         let flow = Flow::file(db.service().await).await;
         flow.assessed(1, 2).await;
-        flow.svc
-            .store
+        db.opened()
             .execute_raw("DELETE FROM audit WHERE seq = 2")
             .await
             .unwrap();
-        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        let broken = db.opened().verify_audit().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 3, "{broken}");
         assert!(broken.reason.contains("missing"), "{broken}");
     }
@@ -480,12 +469,11 @@ both!(
     |db: TestDb| async move {
         let flow = Flow::file(db.service().await).await;
         flow.assessed(1, 2).await;
-        flow.svc
-            .store
+        db.opened()
             .execute_raw("DELETE FROM audit WHERE seq = 4")
             .await
             .unwrap();
-        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        let broken = db.opened().verify_audit().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 4, "{broken}");
         assert!(broken.reason.contains("removed from the end"), "{broken}");
     }
@@ -507,11 +495,11 @@ both!(
             }
         });
         while !writer.is_finished() {
-            let verified = flow.svc.store.verify_audit().await.unwrap();
+            let verified = db.opened().verify_audit().await.unwrap();
             assert!(verified.is_ok(), "{verified:?}");
         }
         writer.await.unwrap();
-        let report = flow.svc.store.verify_audit().await.unwrap().unwrap();
+        let report = db.opened().verify_audit().await.unwrap().unwrap();
         assert_eq!(report.entries, 61);
     }
 );
@@ -522,15 +510,14 @@ both!(
         let flow = Flow::file(db.service().await).await;
         flow.assessed(1, 2).await;
         // The head is put back one entry, as if entry 4 had been inserted behind it.
-        flow.svc
-            .store
+        db.opened()
             .execute_raw(
                 "UPDATE audit_head SET seq = seq - 1, \
                  hash = (SELECT prev_hash FROM audit WHERE audit.seq = audit_head.seq)",
             )
             .await
             .unwrap();
-        let broken = flow.svc.store.verify_audit().await.unwrap().unwrap_err();
+        let broken = db.opened().verify_audit().await.unwrap().unwrap_err();
         assert_eq!(broken.seq, 4, "{broken}");
         assert!(
             broken.reason.contains("without moving the head"),
@@ -543,33 +530,45 @@ both!(
     migrations_are_idempotent_and_queries_find_requests,
     |db: TestDb| async move {
         let svc = db.service().await;
-        svc.store.migrate().await.unwrap();
+        db.opened().migrate().await.unwrap();
         let flow = Flow::file(svc.clone()).await;
         flow.assessed(1, 2).await;
         flow.act("carlos.mendes", approve(vec![])).await;
         let second = Flow::file(svc.clone()).await;
-        let mine = svc.store.requests_by(&p("james.carter"), 10).await.unwrap();
+        let mine = db
+            .opened()
+            .requests_by(&p("james.carter"), 10)
+            .await
+            .unwrap();
         assert_eq!(
             mine.iter().map(|s| s.id).collect::<Vec<_>>(),
             vec![second.id, flow.id]
         );
-        let owned = svc.store.owned_by(&p("marcus.webb"), 10).await.unwrap();
+        let owned = db.opened().owned_by(&p("marcus.webb"), 10).await.unwrap();
         assert_eq!(owned.len(), 1);
         assert_eq!(
             owned[0].expires_at,
             Some(Timestamp::parse_rfc3339("2027-04-01T00:00:00Z").unwrap())
         );
-        let similar = svc.store.similar(&second.request().await, 5).await.unwrap();
+        let similar = db
+            .opened()
+            .similar(&second.request().await, 5)
+            .await
+            .unwrap();
         assert_eq!(
             similar.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
             vec![(flow.id, State::Active)]
         );
-        let waiting = svc.store.in_states(&[State::Submitted], 10).await.unwrap();
+        let waiting = db
+            .opened()
+            .in_states(&[State::Submitted], 10)
+            .await
+            .unwrap();
         assert_eq!(
             waiting.iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![second.id]
         );
-        let changed = svc.store.changed_since(Some(now())).await.unwrap();
+        let changed = db.opened().changed_since(Some(now())).await.unwrap();
         assert_eq!(changed, vec![flow.id, second.id]);
     }
 );
@@ -633,8 +632,8 @@ both!(
         }
         ids.sort();
         assert_eq!(ids, (2..=31).collect::<Vec<_>>());
-        let report = svc
-            .store
+        let report = db
+            .opened()
             .verify_audit()
             .await
             .unwrap()

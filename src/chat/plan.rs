@@ -11,29 +11,14 @@
 
 use std::collections::HashSet;
 
-use super::{Address, Button, Message, Outgoing, Platform, Section, Style};
+use crate::domain::Summary;
 use crate::domain::schedule::{Reminder, Who};
 use crate::domain::{
     AttestationAnswer, CommentVia, Event, ExceptionRequest, RequestId, State, Timestamp,
     VoteVerdict,
 };
-use crate::governance::{Governance, OptionId, PersonId, RoleId, Stage, Tier};
-use crate::store::Summary;
-
-/// Button actions, as carried in button values and parsed back by the adapters.
-pub mod actions {
-    pub const COMPLETE: &str = "complete";
-    pub const SEND_BACK: &str = "send_back";
-    pub const UPDATE: &str = "update_request";
-    pub const WITHDRAW: &str = "withdraw";
-    pub const ASSESS: &str = "assess";
-    pub const FEEDBACK: &str = "feedback";
-    pub const APPROVE: &str = "approve";
-    pub const REJECT: &str = "reject";
-    pub const MARK_DONE: &str = "mark_done";
-    pub const ATTEST: &str = "attest";
-    pub const RENEW: &str = "renew";
-}
+use crate::governance::{Channels, Governance, OptionId, PersonId, RoleId, Stage, Tier};
+use crate::message::{Address, Button, ButtonAction, Message, Outgoing, Platform, Section, Style};
 
 /// Who a message is for, before platform addresses are known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,30 +44,39 @@ pub struct Context<'a> {
     pub similar: &'a [Summary],
 }
 
-/// The Slack user a person is reached at, listed or not.
-pub fn slack_user(gov: &Governance, person: &PersonId) -> Option<String> {
-    match gov.person(person) {
-        Some(p) => p.slack.as_ref().map(|s| s.user.clone()),
-        None => person.as_external_slack().map(|(_, user)| user.to_string()),
+/// The platform's id of a person (Slack user id, AAD object id), listed in the
+/// governance file or not.
+pub fn user_id(gov: &Governance, platform: Platform, person: &PersonId) -> Option<String> {
+    match (platform, gov.person(person)) {
+        (Platform::Slack, Some(p)) => p.slack.as_ref().map(|s| s.user.clone()),
+        (Platform::Teams, Some(p)) => p.teams.as_ref().map(|t| t.aad_object_id.clone()),
+        (Platform::Slack, None) => person.as_external_slack().map(|(_, u)| u.to_string()),
+        (Platform::Teams, None) => person.as_external_teams().map(|(_, u)| u.to_string()),
     }
 }
 
-/// Where a recipient is reached on a platform, if anywhere.
+/// The channel a role's or department's messages go to on a platform.
+fn channel(platform: Platform, channels: &Channels) -> Option<String> {
+    match platform {
+        Platform::Slack => channels.slack.clone(),
+        Platform::Teams => channels.teams.clone(),
+    }
+}
+
+/// Where a recipient is reached on a platform, if anywhere: a role's or department's
+/// channel, or a person directly (each surface turns a person into its conversation).
 pub fn resolve(gov: &Governance, platform: Platform, to: &Recipient) -> Option<Address> {
-    match (platform, to) {
-        (Platform::Slack, Recipient::Role(r)) => gov
+    match to {
+        Recipient::Role(r) => gov
             .role(r)
-            .and_then(|r| r.channels.slack.clone())
+            .and_then(|r| channel(platform, &r.channels))
             .map(|channel| Address::Channel { channel }),
-        (Platform::Slack, Recipient::Person(p)) => {
-            slack_user(gov, p).map(|user| Address::Direct { user })
-        }
-        (Platform::Slack, Recipient::Department(d)) => gov
+        Recipient::Person(p) => user_id(gov, platform, p).map(|user| Address::Direct { user }),
+        Recipient::Department(d) => gov
             .form
             .department(d)
-            .and_then(|d| d.channels.slack.clone())
+            .and_then(|d| channel(platform, &d.channels))
             .map(|channel| Address::Channel { channel }),
-        (Platform::Teams, _) => None,
     }
 }
 
@@ -142,13 +136,13 @@ struct Card {
 
 fn button(
     r: &ExceptionRequest,
-    action: &str,
+    action: ButtonAction,
     label: &str,
     style: Style,
     arg: Option<String>,
 ) -> Button {
     Button {
-        action: action.into(),
+        action,
         label: label.into(),
         style,
         request: r.id,
@@ -160,7 +154,7 @@ fn button(
 
 /// The cards a request has in its current state.
 fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
-    use actions::*;
+    use ButtonAction::*;
     let v = r.version();
     let mut cards = Vec::new();
     if r.state.is_pending() {
@@ -173,7 +167,7 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
                     "Withdraw {}? Reviewers stop working on it and it cannot be reopened.",
                     r.reference()
                 )),
-                ..button(r, WITHDRAW, "Withdraw request", Style::Danger, None)
+                ..button(r, Withdraw, "Withdraw request", Style::Danger, None)
             }],
         });
     }
@@ -183,15 +177,15 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
             to: vec![Recipient::Role(gov.workflow.completeness_reviewers.clone())],
             title: "Completeness review",
             buttons: vec![
-                button(r, COMPLETE, "Complete", Style::Primary, None),
-                button(r, SEND_BACK, "Send back…", Style::Default, None),
+                button(r, Complete, "Complete", Style::Primary, None),
+                button(r, SendBack, "Send back…", Style::Default, None),
             ],
         }),
         State::NeedsInfo => cards.push(Card {
             key: format!("needs-info/v{v}"),
             to: vec![Recipient::Person(r.requester.clone())],
             title: "More information needed",
-            buttons: vec![button(r, UPDATE, "Update request", Style::Primary, None)],
+            buttons: vec![button(r, Update, "Update request", Style::Primary, None)],
         }),
         State::InAssessment | State::ReassessmentRequired => {
             for role in &r.required_roles {
@@ -205,7 +199,7 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
                     } else {
                         vec![button(
                             r,
-                            ASSESS,
+                            Assess,
                             "Assess…",
                             Style::Primary,
                             Some(role.to_string()),
@@ -224,7 +218,7 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
                 .map(Recipient::Role)
                 .collect(),
             title: "Stakeholder review",
-            buttons: vec![button(r, FEEDBACK, "Give feedback…", Style::Primary, None)],
+            buttons: vec![button(r, Feedback, "Give feedback…", Style::Primary, None)],
         }),
         State::AwaitingDecision => {
             let tier = r.tier().unwrap_or(Tier::Critical);
@@ -239,8 +233,8 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
                     .collect(),
                 title: "Decision",
                 buttons: vec![
-                    button(r, APPROVE, "Approve…", Style::Primary, None),
-                    button(r, REJECT, "Reject…", Style::Danger, None),
+                    button(r, Approve, "Approve…", Style::Primary, None),
+                    button(r, Reject, "Reject…", Style::Danger, None),
                 ],
             });
         }
@@ -264,7 +258,7 @@ fn live_cards(gov: &Governance, r: &ExceptionRequest) -> Vec<Card> {
                 .map(|c| {
                     button(
                         r,
-                        MARK_DONE,
+                        MarkDone,
                         &format!("Mark {} done", c.id),
                         Style::Primary,
                         Some(c.id.to_string()),
@@ -808,7 +802,11 @@ fn routing_plan(gov: &Governance, r: &ExceptionRequest) -> Vec<Section> {
             fields: vec![
                 (
                     "1. Completeness".into(),
-                    format!("{}{}", role_name(gov, &gov.workflow.completeness_reviewers), sla(Stage::Completeness)),
+                    format!(
+                        "{}{}",
+                        role_name(gov, &gov.workflow.completeness_reviewers),
+                        sla(Stage::Completeness)
+                    ),
                 ),
                 (
                     "2. Assessment".into(),
@@ -820,8 +818,10 @@ fn routing_plan(gov: &Governance, r: &ExceptionRequest) -> Vec<Section> {
             label: Some("3. Decision, by risk tier".into()),
             text: format!("{}{}", tiers.join("\n"), sla(Stage::Decision)),
         },
-        Section::Context {
-            text: "You will get a message at every step. Use /ai-exception status to see the timeline.".into(),
+        Section::CommandHint {
+            before: "You will get a message at every step. Use ".into(),
+            args: "status".into(),
+            after: " to see the timeline.".into(),
         },
     ]
 }
@@ -1153,9 +1153,9 @@ fn announce(r: &ExceptionRequest, text: String) -> Vec<Notice> {
 // ---------------------------------------------------------------------------------
 // Step 7: reminders and digests.
 
-/// A digest lists at most this many items (Slack allows 50 blocks per message); the
-/// rest are counted and reachable through `/ai-exception pending` and App Home.
-pub const DIGEST_ITEMS: usize = 12;
+/// A digest carries at most this many items in full (the largest any surface shows);
+/// the rest are counted.
+pub const DIGEST_ITEMS: usize = 25;
 
 /// Who a reminder goes to, as a recipient.
 pub fn recipient(who: &Who) -> Recipient {
@@ -1187,7 +1187,7 @@ pub fn reminder(
     what: &Reminder,
     now: Timestamp,
 ) -> Message {
-    use actions::*;
+    use ButtonAction::*;
     let reference = r.reference();
     let title = &r.content().title;
     let condition = |id: u32| r.conditions.iter().find(|c| c.id == id);
@@ -1226,7 +1226,7 @@ pub fn reminder(
                 .unwrap_or_default();
             buttons.push(button(
                 r,
-                MARK_DONE,
+                MarkDone,
                 &format!("Mark {id} done"),
                 Style::Primary,
                 Some(id.to_string()),
@@ -1249,21 +1249,21 @@ pub fn reminder(
             buttons.extend([
                 button(
                     r,
-                    ATTEST,
+                    Attest,
                     "Still needed",
                     Style::Primary,
                     Some("still_needed".into()),
                 ),
                 button(
                     r,
-                    ATTEST,
+                    Attest,
                     "Changed…",
                     Style::Default,
                     Some("changed".into()),
                 ),
                 button(
                     r,
-                    ATTEST,
+                    Attest,
                     "No longer needed",
                     Style::Danger,
                     Some("no_longer_needed".into()),
@@ -1275,7 +1275,7 @@ pub fn reminder(
             )
         }
         Reminder::Expiry { at, .. } => {
-            buttons.push(button(r, RENEW, "Renew…", Style::Primary, None));
+            buttons.push(button(r, Renew, "Renew…", Style::Primary, None));
             format!(
                 "{reference} \"{title}\" expires in {}, at {}. Renew it to keep using it: the renewal is reviewed again.",
                 time_left(*at, now),
@@ -1297,33 +1297,26 @@ pub fn reminder(
 }
 
 /// One message listing a recipient's `total` due items (never one message per item);
-/// `items` holds the first of them (up to [`DIGEST_ITEMS`]), shown in full.
-pub fn digest(items: &[Message], total: usize) -> Message {
+/// `items` holds the first of them, shown in full as far as the surface has room.
+pub fn digest(items: Vec<Message>, total: usize) -> Message {
     let n = total.max(items.len());
-    let summary = match items {
+    let summary = match items.as_slice() {
         [one] if n == 1 => one.summary.clone(),
         _ => format!("Waiver: {n} reminders"),
     };
-    let mut sections = vec![Section::Heading {
-        text: if n == 1 {
-            "Reminder".into()
-        } else {
-            format!("{n} reminders")
-        },
-    }];
-    for (i, item) in items.iter().take(DIGEST_ITEMS).enumerate() {
-        if i > 0 {
-            sections.push(Section::Divider);
-        }
-        sections.extend(item.sections.iter().cloned());
+    let heading = if n == 1 {
+        "Reminder".into()
+    } else {
+        format!("{n} reminders")
+    };
+    Message {
+        summary,
+        sections: vec![
+            Section::Heading { text: heading },
+            Section::Items {
+                items: items.into_iter().map(|m| m.sections).collect(),
+                total: n,
+            },
+        ],
     }
-    if n > DIGEST_ITEMS {
-        sections.push(Section::Context {
-            text: format!(
-                "…and {} more. `/ai-exception pending` and the Waiver Home tab list them all.",
-                n - DIGEST_ITEMS
-            ),
-        });
-    }
-    Message { summary, sections }
 }

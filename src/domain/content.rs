@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::governance::{Governance, OptionId, PersonId, PolicyId, RuleSubject};
 
-/// The fields of the intake form.
+/// The inputs a person fills in: the intake form's fields, then the inputs of the
+/// other actions (a send-back's questions, an assessment, a decision's terms and
+/// conditions, a reason, a note). Validation errors name the input they are about, so
+/// every surface can show them next to it; their ids are the form field ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
@@ -28,10 +31,55 @@ pub enum Field {
     End,
     Controls,
     BusinessOwner,
+    /// A completeness reviewer's questions.
+    Questions,
+    Findings,
+    Likelihood,
+    Impact,
+    Mitigations,
+    Recommendation,
+    /// Stakeholder feedback's comment.
+    Comment,
+    /// A decision's expiry (its start is [`Field::Start`]).
+    Expiry,
+    MonitoringOwner,
+    /// The typed confirmation of a high-tier decision.
+    Confirm,
+    Reason,
+    /// An attestation's note.
+    Note,
+    /// Part of a decision's condition `n` (from 1).
+    Condition(u8, ConditionPart),
+}
+
+/// The parts of a condition as a decision states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionPart {
+    Text,
+    Owner,
+    Due,
+}
+
+impl ConditionPart {
+    const ALL: [ConditionPart; 3] = [
+        ConditionPart::Text,
+        ConditionPart::Owner,
+        ConditionPart::Due,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ConditionPart::Text => "text",
+            ConditionPart::Owner => "owner",
+            ConditionPart::Due => "due",
+        }
+    }
 }
 
 impl Field {
-    pub const ALL: [Field; 15] = [
+    /// The intake form's fields, in form order.
+    pub const INTAKE: [Field; 15] = [
         Field::Title,
         Field::Policy,
         Field::ExceptionType,
@@ -49,8 +97,39 @@ impl Field {
         Field::BusinessOwner,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
+    /// Every input but the condition parts.
+    pub(crate) const FIXED: [Field; 27] = [
+        Field::Title,
+        Field::Policy,
+        Field::ExceptionType,
+        Field::AiSystem,
+        Field::Justification,
+        Field::ScopeDepartments,
+        Field::ScopeUsers,
+        Field::ScopeSystems,
+        Field::DataCategories,
+        Field::Regions,
+        Field::Department,
+        Field::Start,
+        Field::End,
+        Field::Controls,
+        Field::BusinessOwner,
+        Field::Questions,
+        Field::Findings,
+        Field::Likelihood,
+        Field::Impact,
+        Field::Mitigations,
+        Field::Recommendation,
+        Field::Comment,
+        Field::Expiry,
+        Field::MonitoringOwner,
+        Field::Confirm,
+        Field::Reason,
+        Field::Note,
+    ];
+
+    fn fixed_id(self) -> Option<&'static str> {
+        Some(match self {
             Field::Title => "title",
             Field::Policy => "policy",
             Field::ExceptionType => "exception_type",
@@ -66,11 +145,41 @@ impl Field {
             Field::End => "end",
             Field::Controls => "controls",
             Field::BusinessOwner => "business_owner",
+            Field::Questions => "questions",
+            Field::Findings => "findings",
+            Field::Likelihood => "likelihood",
+            Field::Impact => "impact",
+            Field::Mitigations => "mitigations",
+            Field::Recommendation => "recommendation",
+            Field::Comment => "comment",
+            Field::Expiry => "expiry",
+            Field::MonitoringOwner => "owner",
+            Field::Confirm => "confirm",
+            Field::Reason => "reason",
+            Field::Note => "note",
+            Field::Condition(..) => return None,
+        })
+    }
+
+    /// The id surfaces use for the input (a Slack `block_id`, a Teams input id):
+    /// `title`, `expiry`, `c2_due`, ….
+    pub fn id(self) -> String {
+        match self {
+            Field::Condition(n, part) => format!("c{n}_{}", part.as_str()),
+            fixed => fixed.fixed_id().unwrap_or_default().to_string(),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == s)
+        if let Some(f) = Self::FIXED.into_iter().find(|f| f.fixed_id() == Some(s)) {
+            return Some(f);
+        }
+        let (n, part) = s.strip_prefix('c')?.split_once('_')?;
+        let n: u8 = n.parse().ok().filter(|n| *n >= 1)?;
+        let part = ConditionPart::ALL
+            .into_iter()
+            .find(|p| p.as_str() == part)?;
+        Some(Field::Condition(n, part))
     }
 }
 

@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use content::{Field, FieldErrors, FormInput, RequestContent};
+pub use content::{ConditionPart, Field, FieldErrors, FormInput, RequestContent};
 pub use request::*;
 
 /// An instant, in milliseconds since the Unix epoch (UTC). Stored as BIGINT.
@@ -227,6 +227,20 @@ impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A line about a request, for lists (what the register shows without loading the
+/// whole request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub id: RequestId,
+    pub state: State,
+    pub version: u32,
+    pub title: String,
+    pub tier: Option<crate::governance::Tier>,
+    pub expires_at: Option<Timestamp>,
+    pub next_review_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
 }
 
 #[cfg(test)]

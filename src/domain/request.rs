@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::content::{self, Field, FieldErrors};
+use super::content::{self, ConditionPart, Field, FieldErrors};
 use super::{FormInput, RequestContent, RequestId, State, Timestamp};
 use crate::governance::{Dimension, Governance, GovernanceHash, PersonId, RoleId, Tier};
 
@@ -551,8 +551,9 @@ pub enum WorkflowError {
     ConfirmationMismatch { reference: String, tier: Tier },
     #[error("Please correct the highlighted fields.")]
     Invalid(FieldErrors),
-    #[error("{0}")]
-    InvalidTerms(String),
+    /// One input is wrong; `message` says why, for the person filling it in.
+    #[error("{message}")]
+    InvalidField { field: Field, message: String },
     #[error("There is no condition {id} on {reference}.")]
     UnknownCondition { reference: String, id: u32 },
     #[error("Condition {id} on {reference} is already done.")]
@@ -561,6 +562,24 @@ pub enum WorkflowError {
     ScoreOutOfRange,
     #[error("Nothing to do yet: {0}.")]
     NotDue(&'static str),
+}
+
+impl WorkflowError {
+    /// The inputs this refusal is about, each with what to say next to it; empty when
+    /// it concerns no particular input (the surface shows it on the form as a whole).
+    pub fn field_errors(&self) -> FieldErrors {
+        let one = |field: Field| FieldErrors::from([(field, self.to_string())]);
+        match self {
+            WorkflowError::Invalid(fields) => fields.clone(),
+            WorkflowError::InvalidField { field, message } => {
+                FieldErrors::from([(*field, message.clone())])
+            }
+            WorkflowError::ExpiryBeyondMaximum { .. } => one(Field::Expiry),
+            WorkflowError::ConfirmationMismatch { .. } => one(Field::Confirm),
+            WorkflowError::ScoreOutOfRange => one(Field::Likelihood),
+            _ => FieldErrors::new(),
+        }
+    }
 }
 
 /// The latest expiry a tier allows for a given start.
@@ -806,7 +825,7 @@ impl ExceptionRequest {
             }
             (Some(p), Action::MarkComplete) => next.review(p, Verdict::Complete, gov, now)?,
             (Some(p), Action::SendBack { questions }) => {
-                let questions = required_text(&questions)?;
+                let questions = required_text(Field::Questions, &questions)?;
                 next.review(p, Verdict::SentBack { questions }, gov, now)?
             }
             (Some(p), Action::Assess(input)) => next.assess(p, input, gov, now)?,
@@ -824,7 +843,7 @@ impl ExceptionRequest {
                     at: now,
                     role: None,
                     recommendation: None,
-                    text: required_text(&text)?,
+                    text: required_text(Field::Comment, &text)?,
                     via: CommentVia::Thread,
                 };
                 next.comments.push(comment.clone());
@@ -838,7 +857,7 @@ impl ExceptionRequest {
                 },
             ) => next.vote(p, VoteVerdict::Approve { terms }, confirmation, gov, now)?,
             (Some(p), Action::Reject { reason }) => {
-                let reason = required_text(&reason)?;
+                let reason = required_text(Field::Reason, &reason)?;
                 next.vote(p, VoteVerdict::Reject { reason }, None, gov, now)?
             }
             (Some(p), Action::CompleteCondition { condition }) => {
@@ -872,7 +891,7 @@ impl ExceptionRequest {
                         reference: self.reference(),
                     });
                 }
-                let reason = required_text(&reason)?;
+                let reason = required_text(Field::Reason, &reason)?;
                 next.close(State::Revoked, actor, reason, now, |closure| {
                     Event::Revoked { closure }
                 })
@@ -1083,25 +1102,21 @@ impl ExceptionRequest {
             return Err(WorkflowError::ScoreOutOfRange);
         }
         let mut errors = FieldErrors::new();
-        let findings = content::text(
-            &mut errors,
-            Field::Justification,
-            &input.findings,
-            true,
-            3000,
-        );
+        let findings = content::text(&mut errors, Field::Findings, &input.findings, true, 3000);
         let mitigations = content::text(
             &mut errors,
-            Field::Controls,
+            Field::Mitigations,
             &input.mitigations,
             false,
             3000,
         );
-        if !errors.is_empty() {
-            return Err(WorkflowError::InvalidTerms(
-                "Findings are required (and under 3000 characters, without control characters)."
-                    .into(),
-            ));
+        if let Some(field) = errors.keys().next().copied() {
+            return Err(WorkflowError::InvalidField {
+                field,
+                message:
+                    "Findings are required (and under 3000 characters, without control characters)."
+                        .into(),
+            });
         }
         let dimension = gov
             .role(&input.role)
@@ -1198,11 +1213,12 @@ impl ExceptionRequest {
             .cloned()
             .unwrap_or(role);
         let mut errors = FieldErrors::new();
-        let text = content::text(&mut errors, Field::Justification, &text, false, 3000);
+        let text = content::text(&mut errors, Field::Comment, &text, false, 3000);
         if !errors.is_empty() {
-            return Err(WorkflowError::InvalidTerms(
-                "Keep feedback under 3000 characters, without control characters.".into(),
-            ));
+            return Err(WorkflowError::InvalidField {
+                field: Field::Comment,
+                message: "Keep feedback under 3000 characters, without control characters.".into(),
+            });
         }
         let comment = Comment {
             version: self.version(),
@@ -1522,11 +1538,12 @@ impl ExceptionRequest {
             });
         }
         let mut errors = FieldErrors::new();
-        let note = content::text(&mut errors, Field::Justification, &note, false, 3000);
+        let note = content::text(&mut errors, Field::Note, &note, false, 3000);
         if !errors.is_empty() {
-            return Err(WorkflowError::InvalidTerms(
-                "Keep the note under 3000 characters, without control characters.".into(),
-            ));
+            return Err(WorkflowError::InvalidField {
+                field: Field::Note,
+                message: "Keep the note under 3000 characters, without control characters.".into(),
+            });
         }
         let attestation = Attestation {
             at: now,
@@ -1608,17 +1625,19 @@ impl ExceptionRequest {
     }
 }
 
-fn required_text(s: &str) -> Result<String, WorkflowError> {
+/// Required free text for `field` (a reason, questions, a thread comment).
+fn required_text(field: Field, s: &str) -> Result<String, WorkflowError> {
     let mut errors = FieldErrors::new();
-    let text = content::text(&mut errors, Field::Justification, s, true, 3000);
+    let text = content::text(&mut errors, field, s, true, 3000);
     if errors.is_empty() {
         Ok(text)
     } else if s.trim().is_empty() {
         Err(WorkflowError::MissingReason)
     } else {
-        Err(WorkflowError::InvalidTerms(
-            "Keep it under 3000 characters, without control characters.".into(),
-        ))
+        Err(WorkflowError::InvalidField {
+            field,
+            message: "Keep it under 3000 characters, without control characters.".into(),
+        })
     }
 }
 
@@ -1636,14 +1655,16 @@ fn check_terms(
 ) -> Result<(), WorkflowError> {
     let today = now.date();
     if terms.start < today {
-        return Err(WorkflowError::InvalidTerms(format!(
-            "The start cannot be in the past (today is {today})."
-        )));
+        return Err(WorkflowError::InvalidField {
+            field: Field::Start,
+            message: format!("The start cannot be in the past (today is {today})."),
+        });
     }
     if terms.expiry <= terms.start {
-        return Err(WorkflowError::InvalidTerms(
-            "The expiry must be after the start.".into(),
-        ));
+        return Err(WorkflowError::InvalidField {
+            field: Field::Expiry,
+            message: "The expiry must be after the start.".into(),
+        });
     }
     let latest = latest_expiry(terms.start, max_days);
     if terms.expiry > latest {
@@ -1655,18 +1676,24 @@ fn check_terms(
     }
     for (i, c) in terms.conditions.iter().enumerate() {
         let n = i + 1;
+        let slot = u8::try_from(n).unwrap_or(u8::MAX);
         let mut errors = FieldErrors::new();
-        content::text(&mut errors, Field::Justification, &c.text, true, 500);
+        let field = Field::Condition(slot, ConditionPart::Text);
+        content::text(&mut errors, field, &c.text, true, 500);
         if !errors.is_empty() {
-            return Err(WorkflowError::InvalidTerms(format!(
-                "Condition {n} needs a description (under 500 characters)."
-            )));
+            return Err(WorkflowError::InvalidField {
+                field,
+                message: format!("Condition {n} needs a description (under 500 characters)."),
+            });
         }
         if c.due < today || c.due > terms.expiry {
-            return Err(WorkflowError::InvalidTerms(format!(
-                "Condition {n} must be due between today ({today}) and the expiry ({}).",
-                terms.expiry
-            )));
+            return Err(WorkflowError::InvalidField {
+                field: Field::Condition(slot, ConditionPart::Due),
+                message: format!(
+                    "Condition {n} must be due between today ({today}) and the expiry ({}).",
+                    terms.expiry
+                ),
+            });
         }
     }
     Ok(())

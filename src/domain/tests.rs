@@ -1162,14 +1162,30 @@ fn refusals_name_the_rule_that_was_broken() {
             low_awaiting,
             "carlos.mendes",
             approve(terms("2026-12-24", "2026-12-01")),
-            |e| matches!(e, WorkflowError::InvalidTerms(_)),
+            |e| {
+                matches!(
+                    e,
+                    WorkflowError::InvalidField {
+                        field: Field::Expiry,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "start in the past",
             low_awaiting,
             "carlos.mendes",
             approve(terms("2026-11-01", "2026-12-01")),
-            |e| matches!(e, WorkflowError::InvalidTerms(_)),
+            |e| {
+                matches!(
+                    e,
+                    WorkflowError::InvalidField {
+                        field: Field::Start,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "typed confirmation missing",
@@ -1462,9 +1478,20 @@ fn text_forms_round_trip() {
     for d in governance::Dimension::ALL {
         assert_eq!(governance::Dimension::parse(d.as_str()), Some(d));
     }
-    for f in Field::ALL {
-        assert_eq!(Field::parse(f.as_str()), Some(f));
+    for f in Field::FIXED {
+        assert_eq!(Field::parse(&f.id()), Some(f));
     }
+    for part in [
+        ConditionPart::Text,
+        ConditionPart::Owner,
+        ConditionPart::Due,
+    ] {
+        let f = Field::Condition(3, part);
+        assert_eq!(Field::parse(&f.id()), Some(f));
+    }
+    assert_eq!(Field::Condition(2, ConditionPart::Due).id(), "c2_due");
+    assert_eq!(Field::parse("c0_due"), None);
+    assert_eq!(Field::parse("cx_text"), None);
     for r in Recommendation::ALL {
         assert_eq!(Recommendation::parse(r.as_str()), Some(r));
     }

@@ -12,10 +12,10 @@ use std::collections::HashSet;
 
 use super::{Acted, Attempt, Service, ServiceError};
 use crate::chat::plan;
-use crate::chat::{Address, Message, Platform};
 use crate::domain::schedule::{self, Due, Item};
 use crate::domain::{Action, Actor, ExceptionRequest, RequestId, State, Timestamp};
-use crate::store::{DigestSent, ReminderRow, ReminderStatus};
+use crate::message::{Address, Message, Platform};
+use crate::store::{DigestPlan, DigestSent, ReminderRow, ReminderStatus};
 
 /// Requests read per batch.
 const BATCH: i64 = 2000;
@@ -280,7 +280,11 @@ impl Service {
             if groups.is_empty() {
                 break;
             }
-            let round = self.store.send_digests(groups, now).await?;
+            let plan = DigestPlan {
+                items: plan::DIGEST_ITEMS,
+                compose: std::sync::Arc::new(plan::digest),
+            };
+            let round = self.store.send_digests(groups, plan, now).await?;
             let progressed = !round.is_empty();
             sent.extend(round);
             if !full || !progressed {

@@ -12,6 +12,7 @@
 
 mod audit;
 mod outbox;
+mod queries;
 mod schedule;
 mod writer;
 
@@ -25,16 +26,19 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Row, SqlSafeStr, Transaction};
 
-use crate::chat::Outgoing;
 use crate::domain::{
     Assessment, Attestation, Closure, Comment, Condition, Event, ExceptionRequest, Grant,
-    RequestId, Review, Risk, State, Timestamp, Version, Vote,
+    RequestId, Review, Risk, State, Summary, Timestamp, Version, Vote,
 };
 use crate::governance::{PersonId, RoleId};
+use crate::message::Outgoing;
 
 pub use audit::{AuditEntry, AuditRecord, Outcome, VerifyError, VerifyReport};
-pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus, PostedCard};
-pub use schedule::{DigestGroup, DigestSent, ReminderRecord, ReminderRow, ReminderStatus};
+pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus};
+pub use queries::{EventRecord, OverdueCondition, TaskQuery};
+pub use schedule::{
+    ComposeDigest, DigestGroup, DigestPlan, DigestSent, ReminderRecord, ReminderRow, ReminderStatus,
+};
 pub use writer::Scheduling;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +164,7 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 5] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 6] = [
         (
             1,
             "init",
@@ -190,6 +194,12 @@ fn migrator(backend: Backend) -> Migrator {
             "schedule",
             include_str!("../../migrations/sqlite/0005_schedule.sql"),
             include_str!("../../migrations/postgres/0005_schedule.sql"),
+        ),
+        (
+            6,
+            "surfaces",
+            include_str!("../../migrations/sqlite/0006_surfaces.sql"),
+            include_str!("../../migrations/postgres/0006_surfaces.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -375,6 +385,7 @@ impl Store {
             change.event,
             change.audit.at,
             &change.scheduling,
+            &change.audit.actor,
         )?;
         let (job, rx) =
             writer::Job::change(delta, change.audit, change.outbox, change.idempotency_key);
@@ -424,7 +435,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(Summary::from_row).collect()
+        rows.iter().map(summary).collect()
     }
 
     /// Granted exceptions that `person` monitors, soonest expiry first.
@@ -438,7 +449,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(Summary::from_row).collect()
+        rows.iter().map(summary).collect()
     }
 
     /// Requests in any of `states`, oldest stage first.
@@ -479,10 +490,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        let mut out: Vec<Summary> = same_system
-            .iter()
-            .map(Summary::from_row)
-            .collect::<Result<_>>()?;
+        let mut out: Vec<Summary> = same_system.iter().map(summary).collect::<Result<_>>()?;
         if (out.len() as i64) < limit {
             let same_policy = sqlx::query(
                 "SELECT id, state, version, title, tier, expires_at, next_review_at, updated_at \
@@ -494,7 +502,7 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
             for row in &same_policy {
-                let s = Summary::from_row(row)?;
+                let s = summary(row)?;
                 if (out.len() as i64) < limit && !out.iter().any(|o| o.id == s.id) {
                     out.push(s);
                 }
@@ -577,38 +585,24 @@ async fn checkpoints(pool: AnyPool) {
     }
 }
 
-/// A line about a request, for lists.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
-    pub id: RequestId,
-    pub state: State,
-    pub version: u32,
-    pub title: String,
-    pub tier: Option<crate::governance::Tier>,
-    pub expires_at: Option<Timestamp>,
-    pub next_review_at: Option<Timestamp>,
-    pub updated_at: Timestamp,
-}
-
-impl Summary {
-    fn from_row(r: &AnyRow) -> Result<Self> {
-        let state: &str = r.try_get("state")?;
-        let tier: Option<String> = r.try_get("tier")?;
-        Ok(Self {
-            id: RequestId::new(r.try_get("id")?),
-            state: State::parse(state).ok_or_else(|| corrupt("state", state))?,
-            version: r.try_get::<i64, _>("version")? as u32,
-            title: r.try_get("title")?,
-            tier: tier.as_deref().and_then(crate::governance::Tier::parse),
-            expires_at: r
-                .try_get::<Option<i64>, _>("expires_at")?
-                .map(Timestamp::from_millis),
-            next_review_at: r
-                .try_get::<Option<i64>, _>("next_review_at")?
-                .map(Timestamp::from_millis),
-            updated_at: Timestamp::from_millis(r.try_get("updated_at")?),
-        })
-    }
+/// A [`Summary`] from a row of `SUMMARY_COLUMNS`.
+fn summary(r: &AnyRow) -> Result<Summary> {
+    let state: &str = r.try_get("state")?;
+    let tier: Option<String> = r.try_get("tier")?;
+    Ok(Summary {
+        id: RequestId::new(r.try_get("id")?),
+        state: State::parse(state).ok_or_else(|| corrupt("state", state))?,
+        version: r.try_get::<i64, _>("version")? as u32,
+        title: r.try_get("title")?,
+        tier: tier.as_deref().and_then(crate::governance::Tier::parse),
+        expires_at: r
+            .try_get::<Option<i64>, _>("expires_at")?
+            .map(Timestamp::from_millis),
+        next_review_at: r
+            .try_get::<Option<i64>, _>("next_review_at")?
+            .map(Timestamp::from_millis),
+        updated_at: Timestamp::from_millis(r.try_get("updated_at")?),
+    })
 }
 
 /// One stored decision.

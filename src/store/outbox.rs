@@ -5,8 +5,8 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::{AuditRecord, Outcome, Result, Store, corrupt, parse};
-use crate::chat::{Outgoing, Platform};
 use crate::domain::{RequestId, Timestamp};
+use crate::message::{Outgoing, Platform, Posted};
 
 /// Where a message is in its delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,11 +89,8 @@ pub struct Claimed {
 /// How a delivery attempt ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finish {
-    /// Delivered; for posts, where the message now is.
-    Sent {
-        channel: Option<String>,
-        ts: Option<String>,
-    },
+    /// Delivered; for posts and card updates, where the message now is.
+    Sent { posted: Option<Posted> },
     /// A newer message for the same card makes this one pointless.
     Superseded,
     /// Try again at `at`. `in_doubt`: the attempt may have taken effect.
@@ -106,13 +103,6 @@ pub enum Finish {
     Parked { error: String },
     /// Not attempted (the conversation is paced): try at `at`, attempt not counted.
     Defer { at: Timestamp },
-}
-
-/// Where a card was posted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PostedCard {
-    pub channel: String,
-    pub ts: String,
 }
 
 impl Store {
@@ -242,18 +232,19 @@ impl Store {
     }
 
     /// Where a card was posted, if it was.
-    pub async fn card(&self, platform: Platform, key: &str) -> Result<Option<PostedCard>> {
+    pub async fn card(&self, platform: Platform, key: &str) -> Result<Option<Posted>> {
         let row = sqlx::query(
-            "SELECT channel, message_ts FROM cards WHERE platform = $1 AND card_key = $2",
+            "SELECT conversation, message, reference FROM cards WHERE platform = $1 AND card_key = $2",
         )
         .bind(platform.as_str())
         .bind(key)
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| {
-            Ok(PostedCard {
-                channel: r.try_get("channel")?,
-                ts: r.try_get("message_ts")?,
+            Ok(Posted {
+                conversation: r.try_get("conversation")?,
+                message: r.try_get("message")?,
+                reference: r.try_get("reference")?,
             })
         })
         .transpose()
@@ -269,19 +260,19 @@ impl Store {
         Ok(())
     }
 
-    /// The request whose card is the message `ts` in `channel` (for thread replies).
-    pub async fn request_of_message(
+    /// The request whose card is `message` in `conversation` (for thread replies).
+    pub async fn request_of_card(
         &self,
         platform: Platform,
-        channel: &str,
-        ts: &str,
+        conversation: &str,
+        message: &str,
     ) -> Result<Option<RequestId>> {
         let row = sqlx::query(
-            "SELECT request_id FROM cards WHERE platform = $1 AND channel = $2 AND message_ts = $3",
+            "SELECT request_id FROM cards WHERE platform = $1 AND conversation = $2 AND message = $3",
         )
         .bind(platform.as_str())
-        .bind(channel)
-        .bind(ts)
+        .bind(conversation)
+        .bind(message)
         .fetch_optional(&self.read)
         .await?;
         Ok(row
@@ -407,14 +398,15 @@ pub(super) async fn write_outcomes(
     for (row, finish) in results {
         let m = &row.outgoing;
         match finish {
-            Finish::Sent { channel, ts } => {
-                if let (Some(key), Some(channel), Some(ts)) = (&m.card, channel, ts) {
+            Finish::Sent { posted } => {
+                if let (Some(key), Some(p)) = (&m.card, posted) {
                     cards.push(vec![
                         super::writer::Bind::Text(m.platform.as_str().into()),
                         super::writer::Bind::Text(key.clone()),
                         super::writer::Bind::OptInt(m.request.map(RequestId::get)),
-                        super::writer::Bind::Text(channel.clone()),
-                        super::writer::Bind::Text(ts.clone()),
+                        super::writer::Bind::Text(p.conversation.clone()),
+                        super::writer::Bind::Text(p.message.clone()),
+                        super::writer::Bind::OptText(p.reference.clone()),
                         super::writer::Bind::Int(now.millis()),
                     ]);
                 }
@@ -427,8 +419,8 @@ pub(super) async fn write_outcomes(
                         "platform": m.platform,
                         "target": m.to.target(),
                         "card": m.card,
-                        "channel": channel,
-                        "ts": ts,
+                        "conversation": posted.as_ref().map(|p| &p.conversation),
+                        "message": posted.as_ref().map(|p| &p.message),
                         "summary": m.message.summary,
                     }),
                 ));

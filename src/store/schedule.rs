@@ -11,8 +11,8 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use super::audit::{AuditRecord, Outcome};
 use super::writer::{self, Bind};
 use super::{Backend, Result, Store, corrupt, load_requests, parse};
-use crate::chat::{Address, Message, Outgoing, Platform};
 use crate::domain::{ExceptionRequest, RequestId, State, Timestamp};
+use crate::message::{Address, Message, Outgoing, Platform};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReminderStatus {
@@ -88,6 +88,19 @@ impl ReminderRow {
     }
 }
 
+/// Composes one digest from the first queued items (as many as the service asked
+/// for) and the number of items in all. The service supplies it; the store never
+/// composes text.
+pub type ComposeDigest = std::sync::Arc<dyn Fn(Vec<Message>, usize) -> Message + Send + Sync>;
+
+/// How the service wants digests made.
+#[derive(Clone)]
+pub struct DigestPlan {
+    /// Items read in full per digest; the rest are only counted.
+    pub items: usize,
+    pub compose: ComposeDigest,
+}
+
 /// An address with queued reminders: one digest sends them all.
 #[derive(Clone, Debug)]
 pub struct DigestGroup {
@@ -127,6 +140,7 @@ pub(super) struct Written {
 pub(super) async fn write_digests(
     conn: &mut AnyConnection,
     groups: &[DigestGroup],
+    plan: &DigestPlan,
     now: Timestamp,
 ) -> Result<Written> {
     let mut written = Written {
@@ -156,7 +170,7 @@ pub(super) async fn write_digests(
         due.sort_unstable();
         let keys: Vec<String> = due.into_iter().map(|(_, k)| k).collect();
         // A digest shows its first items in full and counts the rest: read only those.
-        let shown = &keys[..keys.len().min(crate::chat::plan::DIGEST_ITEMS)];
+        let shown = &keys[..keys.len().min(plan.items)];
         let sql = format!(
             "SELECT key, body FROM reminders WHERE key IN ({})",
             Backend::of(conn).params(1, shown.len())
@@ -171,7 +185,7 @@ pub(super) async fn write_digests(
             bodies.insert(row.try_get("key")?, body.message);
         }
         let items: Vec<Message> = shown.iter().filter_map(|k| bodies.remove(k)).collect();
-        let message = crate::chat::plan::digest(&items, keys.len());
+        let message = (plan.compose)(items, keys.len());
         written.outbox.push(Outgoing {
             request: None,
             platform: g.platform,
@@ -351,12 +365,13 @@ impl Store {
     pub async fn send_digests(
         &self,
         groups: Vec<DigestGroup>,
+        plan: DigestPlan,
         now: Timestamp,
     ) -> Result<Vec<DigestSent>> {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        let (job, rx) = writer::Job::digest(groups, now);
+        let (job, rx) = writer::Job::digest(groups, plan, now);
         match self.writer.submit(job, rx).await? {
             writer::Done::Digests(sent) => Ok(sent),
             _ => Err(corrupt("digest", "the writer answered something else")),

@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditRecord};
 use super::{Backend, NewRequest, RequestBody, Result, StoreError, json, system_key};
-use crate::chat::Outgoing;
 use crate::domain::{Event, ExceptionRequest, RequestId, State, Timestamp, VoteVerdict};
+use crate::message::Outgoing;
 
 /// Largest batch the writer commits at once.
 const MAX_BATCH: usize = 256;
@@ -231,12 +231,18 @@ pub(super) const CARDS: Table = Table {
         "platform",
         "card_key",
         "request_id",
-        "channel",
-        "message_ts",
+        "conversation",
+        "message",
+        "reference",
         "updated_at",
     ],
-    suffix: " ON CONFLICT (platform, card_key) DO UPDATE SET channel = excluded.channel, \
-        message_ts = excluded.message_ts, updated_at = excluded.updated_at",
+    suffix: " ON CONFLICT (platform, card_key) DO UPDATE SET conversation = excluded.conversation, \
+        message = excluded.message, reference = excluded.reference, updated_at = excluded.updated_at",
+};
+const EVENTS: Table = Table {
+    name: "request_events",
+    columns: &["request_id", "revision", "at", "actor", "kind", "version"],
+    suffix: "",
 };
 pub(super) const AUDIT: Table = Table {
     name: "audit",
@@ -327,6 +333,7 @@ impl Delta {
         event: &Event,
         now: Timestamp,
         scheduling: &Scheduling,
+        actor: &str,
     ) -> Result<Self> {
         let id = after.id.get();
         let skip = |len: fn(&ExceptionRequest) -> usize| before.map(len).unwrap_or(0);
@@ -472,6 +479,17 @@ impl Delta {
         for r in &scheduling.reminders {
             records.push((&REMINDERS, r.binds(now)));
         }
+        records.push((
+            &EVENTS,
+            vec![
+                Bind::Int(id),
+                Bind::Int(after.revision as i64),
+                Bind::Int(now.millis()),
+                Bind::Text(actor.to_string()),
+                Bind::Text(event.name().into()),
+                Bind::Int(i64::from(after.version())),
+            ],
+        ));
         Ok(Self {
             request: request_row(after, now, scheduling.due_at),
             id,
@@ -496,7 +514,10 @@ enum Work {
     /// The outcomes of delivery attempts (see `outbox::write_outcomes`).
     Delivered(Vec<(super::outbox::Claimed, super::outbox::Finish)>),
     /// Queued reminders to send, one digest per address (see `schedule::write_digests`).
-    Digest(Vec<super::schedule::DigestGroup>),
+    Digest(
+        Vec<super::schedule::DigestGroup>,
+        super::schedule::DigestPlan,
+    ),
 }
 
 /// What a finished job answers.
@@ -558,8 +579,12 @@ impl Job {
         Self::new(Work::Delivered(results), None, Vec::new(), None, now)
     }
 
-    pub(super) fn digest(groups: Vec<super::schedule::DigestGroup>, now: Timestamp) -> Submitted {
-        Self::new(Work::Digest(groups), None, Vec::new(), None, now)
+    pub(super) fn digest(
+        groups: Vec<super::schedule::DigestGroup>,
+        plan: super::schedule::DigestPlan,
+        now: Timestamp,
+    ) -> Submitted {
+        Self::new(Work::Digest(groups, plan), None, Vec::new(), None, now)
     }
 
     pub(super) fn record(
@@ -758,6 +783,7 @@ async fn attempt(
                     &new.event,
                     batch[*i].now,
                     &Scheduling::default(),
+                    &new.audit.actor,
                 )?
                 .records
             }
@@ -780,8 +806,9 @@ async fn attempt(
     let mut digest_audits: Vec<(usize, AuditRecord)> = Vec::new();
     let mut digests_sent: HashMap<usize, Vec<super::schedule::DigestSent>> = HashMap::new();
     for i in &winners {
-        if let Work::Digest(groups) = &batch[*i].work {
-            let written = super::schedule::write_digests(&mut tx, groups, batch[*i].now).await?;
+        if let Work::Digest(groups, plan) = &batch[*i].work {
+            let written =
+                super::schedule::write_digests(&mut tx, groups, plan, batch[*i].now).await?;
             digest_out.insert(*i, written.outbox);
             digest_audits.extend(written.audits.into_iter().map(|a| (*i, a)));
             digests_sent.insert(*i, written.sent);

@@ -63,7 +63,7 @@ impl Flow {
     }
 
     pub async fn request(&self) -> ExceptionRequest {
-        self.svc.store.load(self.id).await.unwrap().unwrap()
+        self.svc.request(self.id).await.unwrap().unwrap()
     }
 
     pub async fn act(&self, who: &str, action: Action) -> ExceptionRequest {

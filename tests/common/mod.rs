@@ -53,6 +53,8 @@ fn unique_name(prefix: &str) -> String {
 pub struct TestDb {
     pub url: String,
     pub backend: &'static str,
+    /// The first store opened on it, for tests to inspect what the service wrote.
+    opened: std::sync::OnceLock<Store>,
     _dir: Option<TempDir>,
     drop_pg: Option<(String, String)>,
 }
@@ -64,6 +66,7 @@ impl TestDb {
         Self {
             url,
             backend: "sqlite",
+            opened: std::sync::OnceLock::new(),
             _dir: Some(dir),
             drop_pg: None,
         }
@@ -103,15 +106,26 @@ impl TestDb {
         Some(Self {
             url,
             backend: "postgres",
+            opened: std::sync::OnceLock::new(),
             _dir: None,
             drop_pg: Some((admin, name)),
         })
     }
 
+    /// A new store on the database (migrated); the first one is also [`Self::opened`].
     pub async fn store(&self) -> Store {
         let store = Store::connect(&self.url).await.expect("connect");
         store.migrate().await.expect("migrate");
+        let _ = self.opened.set(store.clone());
         store
+    }
+
+    /// The store the test opened first (through [`Self::store`] or [`Self::service`]),
+    /// to read what the service wrote.
+    pub fn opened(&self) -> &Store {
+        self.opened
+            .get()
+            .expect("open the database with db.store() or db.service() first")
     }
 
     pub async fn service(&self) -> Service {
@@ -210,7 +224,7 @@ pub struct App {
 /// Delivery tuned for tests: no pacing, short backoffs, quick polling.
 pub fn fast_delivery() -> waiver::delivery::DeliveryConfig {
     waiver::delivery::DeliveryConfig {
-        per_conversation: std::time::Duration::ZERO,
+        per_conversation: Some(std::time::Duration::ZERO),
         base_backoff: std::time::Duration::from_millis(20),
         idle_poll: std::time::Duration::from_millis(20),
         call_timeout: std::time::Duration::from_millis(500),
@@ -298,9 +312,14 @@ impl App {
         &self.running.as_ref().unwrap().service
     }
 
+    /// The running server's database, to read what it wrote.
+    pub fn store(&self) -> &Store {
+        &self.running.as_ref().unwrap().store
+    }
+
     /// Request `id` as stored now.
     pub async fn request(&self, id: waiver::domain::RequestId) -> waiver::domain::ExceptionRequest {
-        self.service().store.load(id).await.unwrap().unwrap()
+        self.store().load(id).await.unwrap().unwrap()
     }
 
     pub fn fake(&self) -> &waiver::fake_slack::FakeSlack {
@@ -315,7 +334,7 @@ impl App {
             .wait_for(std::time::Duration::from_secs(10), pred)
             .await
         {
-            let store = &self.service().store;
+            let store = self.store();
             let undelivered: Vec<String> = store
                 .outbox()
                 .await
@@ -345,7 +364,7 @@ impl App {
     pub async fn drained(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let counts = self.service().store.outbox_counts().await.unwrap();
+            let counts = self.store().outbox_counts().await.unwrap();
             if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
                 return;
             }

@@ -2,6 +2,7 @@
 //! Web API delivery.
 
 pub mod client;
+pub mod deliver;
 pub mod inbound;
 pub mod modals;
 pub mod render;

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use slack_morphism::prelude::*;
 
-use crate::chat::{Button, Message, Section, Style};
 use crate::domain::RequestId;
+use crate::message::{Button, Message, Section, Style};
 
 /// Escapes text for mrkdwn.
 pub fn escape(s: &str) -> String {
@@ -66,8 +66,8 @@ pub fn mrkdwn(s: String) -> SlackBlockText {
 
 fn button(b: &Button) -> SlackActionBlockElement {
     let action_id = match &b.arg {
-        Some(arg) => format!("{}:{arg}", b.action),
-        None => b.action.clone(),
+        Some(arg) => format!("{}:{arg}", b.action.as_str()),
+        None => b.action.as_str().to_string(),
     };
     let mut el = SlackBlockButtonElement::new(plain(&b.label, 75))
         .with_action_id(SlackActionId::new(action_id))
@@ -95,10 +95,23 @@ fn button(b: &Button) -> SlackActionBlockElement {
     SlackActionBlockElement::Button(el)
 }
 
+/// How people type Waiver's command in Slack.
+pub const COMMAND: &str = "/ai-exception";
+
+/// Digest items shown in full: Slack allows 50 blocks per message.
+pub const DIGEST_PAGE: usize = 12;
+
 /// The blocks of a neutral message.
 pub fn blocks(message: &Message) -> Vec<SlackBlock> {
     let mut out = Vec::new();
-    for section in &message.sections {
+    push_sections(&mut out, &message.sections);
+    // Slack allows 50 blocks per message.
+    out.truncate(50);
+    out
+}
+
+fn push_sections(out: &mut Vec<SlackBlock>, sections: &[Section]) {
+    for section in sections {
         match section {
             Section::Heading { text } => {
                 out.push(SlackBlock::Header(SlackHeaderBlock::new(plain(text, 150))));
@@ -133,6 +146,19 @@ pub fn blocks(message: &Message) -> Vec<SlackBlock> {
                 ])));
             }
             Section::Divider => out.push(SlackBlock::Divider(SlackDividerBlock::new())),
+            Section::CommandHint {
+                before,
+                args,
+                after,
+            } => {
+                let text = format!("{before}{COMMAND} {args}{after}");
+                out.push(SlackBlock::Context(SlackContextBlock::new(vec![
+                    SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(cut(
+                        &escape(&text),
+                        2900,
+                    ))),
+                ])));
+            }
             Section::Actions { buttons } => {
                 for chunk in buttons.chunks(25) {
                     out.push(SlackBlock::Actions(SlackActionsBlock::new(
@@ -140,11 +166,25 @@ pub fn blocks(message: &Message) -> Vec<SlackBlock> {
                     )));
                 }
             }
+            Section::Items { items, total } => {
+                for (i, item) in items.iter().take(DIGEST_PAGE).enumerate() {
+                    if i > 0 {
+                        out.push(SlackBlock::Divider(SlackDividerBlock::new()));
+                    }
+                    push_sections(out, item);
+                }
+                let shown = items.len().min(DIGEST_PAGE);
+                if *total > shown {
+                    out.push(SlackBlock::Context(SlackContextBlock::new(vec![
+                        SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(format!(
+                            "…and {} more. `{COMMAND} pending` and the Waiver Home tab list them all.",
+                            total - shown
+                        ))),
+                    ])));
+                }
+            }
         }
     }
-    // Slack allows 50 blocks per message.
-    out.truncate(50);
-    out
 }
 
 /// The notification / fallback text of a message (escaped: it is mrkdwn too).
@@ -190,7 +230,7 @@ mod tests {
     #[test]
     fn buttons_carry_request_and_version_only() {
         let b = Button {
-            action: "assess".into(),
+            action: crate::message::ButtonAction::Assess,
             label: "Assess…".into(),
             style: Style::Primary,
             request: RequestId::new(42),

@@ -1,0 +1,41 @@
+-- One engine, many surfaces.
+--
+-- Posted messages are referenced in the surface's own terms: `conversation` and
+-- `message` are the ids a surface looks a message up by (Slack: channel + ts; Teams:
+-- conversation id + activity id), `reference` is the surface's own JSON for anything
+-- else it needs to update the message (Teams: the serviceUrl).
+ALTER TABLE cards RENAME COLUMN channel TO conversation;
+ALTER TABLE cards RENAME COLUMN message_ts TO message;
+ALTER TABLE cards ADD COLUMN reference TEXT;
+ALTER TABLE outbox RENAME COLUMN remote_channel TO remote_conversation;
+ALTER TABLE outbox RENAME COLUMN remote_ts TO remote_message;
+
+-- Recorded events: what happened to a request, by whom and when, one row per change
+-- (the status timeline and the register read these, not the audit entries' JSON).
+CREATE TABLE request_events (
+    request_id BIGINT NOT NULL,
+    revision   BIGINT NOT NULL,
+    at         BIGINT NOT NULL,
+    actor      TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    PRIMARY KEY (request_id, revision)
+);
+INSERT INTO request_events (request_id, revision, at, actor, kind, version)
+SELECT request_id,
+       json_extract(entry, '$.details.revision'),
+       at,
+       actor,
+       CASE json_extract(entry, '$.details.event.event')
+         WHEN 'voted' THEN CASE json_extract(entry, '$.details.event.vote.verdict.verdict')
+                             WHEN 'approve' THEN 'approved' ELSE 'rejected' END
+         ELSE json_extract(entry, '$.details.event.event') END,
+       json_extract(entry, '$.details.version')
+FROM audit
+WHERE outcome = 'applied' AND request_id IS NOT NULL
+  AND json_extract(entry, '$.details.revision') IS NOT NULL
+  AND json_extract(entry, '$.details.event.event') IS NOT NULL
+ON CONFLICT DO NOTHING;
+
+-- Open conditions by owner: a condition's owner sees it in `pending` and App Home.
+CREATE INDEX conditions_open_by_owner ON conditions (owner, request_id) WHERE done_at IS NULL;

@@ -1,0 +1,190 @@
+//! The read side: what people and the register ask for. Every query is a fixed
+//! number of statements whatever the size of the register (batched loads, never one
+//! query per request); surfaces reach the store only through these.
+
+use super::{Service, ServiceError};
+use crate::domain::{ExceptionRequest, RequestId, State, Summary, Task, Timestamp};
+use crate::governance::{PersonId, Tier};
+use crate::message::Platform;
+use crate::store::{EventRecord, OverdueCondition, TaskQuery};
+
+/// Candidates read per kind of work when listing what waits on someone.
+const TASK_CANDIDATES: i64 = 100;
+
+/// What waits on a person.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    pub items: Vec<(ExceptionRequest, Task)>,
+    /// Some kind of work had more candidates than were read: there may be more.
+    pub truncated: bool,
+}
+
+/// One line of a request's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub at: Timestamp,
+    /// Who acted; `None` for Waiver itself (the scheduler).
+    pub by: Option<PersonId>,
+    /// What happened (`submitted`, `sent_back`, `approved`, …).
+    pub kind: String,
+    pub version: u32,
+}
+
+/// App Home: my requests, my tasks, the exceptions I monitor.
+#[derive(Debug, Default)]
+pub struct Home {
+    pub mine: Vec<Summary>,
+    pub tasks: Tasks,
+    pub owned: Vec<Summary>,
+}
+
+/// The register at a glance (the dashboard and the metrics read these).
+#[derive(Debug, Default)]
+pub struct Overview {
+    pub by_state: Vec<(State, u64)>,
+    /// Granted exceptions expiring within the window asked for, soonest first.
+    pub expiring: Vec<Summary>,
+    /// Exceptions whose review is due and not yet attested.
+    pub reviews_due: Vec<Summary>,
+    /// Open conditions past their due date.
+    pub overdue_conditions: Vec<OverdueCondition>,
+    pub suspended: Vec<Summary>,
+    pub reassessment: Vec<Summary>,
+}
+
+impl Service {
+    /// A request as stored now.
+    pub async fn request(&self, id: RequestId) -> Result<Option<ExceptionRequest>, ServiceError> {
+        Ok(self.store.load(id).await?)
+    }
+
+    /// The request whose card is `message` in `conversation` (for thread replies).
+    pub async fn request_of_card(
+        &self,
+        platform: Platform,
+        conversation: &str,
+        message: &str,
+    ) -> Result<Option<RequestId>, ServiceError> {
+        Ok(self
+            .store
+            .request_of_card(platform, conversation, message)
+            .await?)
+    }
+
+    /// Requests `me` filed, newest first.
+    pub async fn requests_by(
+        &self,
+        me: &PersonId,
+        limit: i64,
+    ) -> Result<Vec<Summary>, ServiceError> {
+        Ok(self.store.requests_by(me, limit).await?)
+    }
+
+    /// Granted exceptions `me` monitors, soonest expiry first.
+    pub async fn owned_by(&self, me: &PersonId, limit: i64) -> Result<Vec<Summary>, ServiceError> {
+        Ok(self.store.owned_by(me, limit).await?)
+    }
+
+    /// Everything waiting on `me` at `now`: reviews, assessments, feedback,
+    /// decisions, conditions, attestations and updates. Two statements for the
+    /// candidates and one batched load, whatever the size of the register; the domain
+    /// decides which candidates hold work for `me`.
+    pub async fn tasks(&self, me: &PersonId, now: Timestamp) -> Result<Tasks, ServiceError> {
+        let gov = &self.gov;
+        let mut states = Vec::new();
+        if gov.has_role(me, &gov.workflow.completeness_reviewers) {
+            states.push(State::Submitted);
+        }
+        if gov
+            .roles
+            .values()
+            .any(|r| r.dimension.is_some() && gov.has_role(me, &r.id))
+        {
+            states.extend([State::InAssessment, State::ReassessmentRequired]);
+        }
+        if gov
+            .workflow
+            .stakeholders
+            .iter()
+            .any(|r| gov.has_role(me, r))
+        {
+            states.push(State::InStakeholderReview);
+        }
+        let decides: Vec<Tier> = Tier::ALL
+            .into_iter()
+            .filter(|t| gov.tier(*t).approvers.iter().any(|r| gov.has_role(me, r)))
+            .collect();
+        let query = TaskQuery {
+            person: me,
+            states,
+            decides,
+            per_kind: TASK_CANDIDATES,
+        };
+        let ids = self.store.task_candidates(&query).await?;
+        // Each kind reads at most TASK_CANDIDATES: reaching that many in all means
+        // some kind may have been cut.
+        let truncated = ids.len() as i64 >= TASK_CANDIDATES;
+        let mut requests = self.store.load_many(&ids).await?;
+        requests.sort_by_key(|r| (r.stage_since, r.id));
+        let mut items = Vec::new();
+        for r in requests {
+            for t in r.tasks_for(me, gov, now) {
+                items.push((r.clone(), t));
+            }
+        }
+        Ok(Tasks { items, truncated })
+    }
+
+    /// A request's timeline, from its recorded events.
+    pub async fn timeline(&self, id: RequestId) -> Result<Vec<TimelineEntry>, ServiceError> {
+        let events = self.store.events_of(id).await?;
+        Ok(events
+            .into_iter()
+            .map(|e: EventRecord| TimelineEntry {
+                at: e.at,
+                by: (e.actor != crate::domain::Actor::Scheduler.audit_name())
+                    .then(|| PersonId::new(e.actor)),
+                kind: e.kind,
+                version: e.version,
+            })
+            .collect())
+    }
+
+    /// App Home for `me`.
+    pub async fn home(&self, me: &PersonId, now: Timestamp) -> Result<Home, ServiceError> {
+        let (mine, tasks, owned) = tokio::try_join!(
+            self.requests_by(me, 20),
+            self.tasks(me, now),
+            self.owned_by(me, 20),
+        )?;
+        Ok(Home { mine, tasks, owned })
+    }
+
+    /// The register at `now`: counts by state, what expires within `within_days`,
+    /// overdue reviews and conditions, suspended and reassessment-required
+    /// exceptions (at most `limit` of each list).
+    pub async fn overview(
+        &self,
+        now: Timestamp,
+        within_days: u32,
+        limit: i64,
+    ) -> Result<Overview, ServiceError> {
+        let s = &self.store;
+        let (by_state, expiring, reviews_due, overdue_conditions, suspended, reassessment) = tokio::try_join!(
+            s.counts_by_state(),
+            s.expiring(now, now.plus_days(within_days), limit),
+            s.summaries_in(State::ReviewDue, limit),
+            s.overdue_conditions(now.date(), limit),
+            s.summaries_in(State::Suspended, limit),
+            s.summaries_in(State::ReassessmentRequired, limit),
+        )?;
+        Ok(Overview {
+            by_state,
+            expiring,
+            reviews_due,
+            overdue_conditions,
+            suspended,
+            reassessment,
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! Read queries for the service's read side: what waits on a person, a request's
+//! recorded events, and the register's figures. Each is a fixed number of statements
+//! over indexes, whatever the size of the register.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Result, Store, corrupt, summary};
+use crate::domain::{RequestId, State, Summary, Timestamp};
+use crate::governance::{PersonId, Tier};
+
+/// The columns [`summary`] reads.
+const SUMMARY: &str = "id, state, version, title, tier, expires_at, next_review_at, updated_at";
+
+/// Where a person's work can be: the states their roles act in, the tiers they
+/// decide, and what they own or filed.
+#[derive(Clone, Debug)]
+pub struct TaskQuery<'a> {
+    pub person: &'a PersonId,
+    /// States a role the person holds acts in (completeness, assessment, stakeholder
+    /// review), oldest stage first.
+    pub states: Vec<State>,
+    /// Tiers whose decision needs a role the person holds.
+    pub decides: Vec<Tier>,
+    /// Candidates per kind, at most.
+    pub per_kind: i64,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// One recorded event of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub revision: u64,
+    pub at: Timestamp,
+    /// The audit trail's name of who acted (`scheduler` for Waiver itself).
+    pub actor: String,
+    /// The event's name (`submitted`, `sent_back`, `approved`, …).
+    pub kind: String,
+    pub version: u32,
+}
+
+/// An open condition past its due date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverdueCondition {
+    pub request: RequestId,
+    pub condition: u32,
+    pub owner: PersonId,
+    pub due: chrono::NaiveDate,
+}
+
+impl Store {
+    /// The requests that may hold work for a person (the domain decides which do):
+    /// one statement of index range scans, each capped at `per_kind`.
+    pub async fn task_candidates(&self, q: &TaskQuery<'_>) -> Result<Vec<RequestId>> {
+        /// The statement's text and its binds, in textual order (SQLite's `?`).
+        struct Sql {
+            backend: super::Backend,
+            parts: Vec<String>,
+            binds: Vec<Bind>,
+        }
+        impl Sql {
+            fn bind(&mut self, b: Bind) -> String {
+                self.binds.push(b);
+                self.backend.param(self.binds.len())
+            }
+            fn texts(&mut self, values: impl IntoIterator<Item = String>) -> String {
+                values
+                    .into_iter()
+                    .map(|v| self.bind(Bind::Text(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+            fn branch(&mut self, select: String) {
+                let n = self.parts.len();
+                self.parts
+                    .push(format!("SELECT id FROM ({select}) AS k{n}"));
+            }
+        }
+        let mut sql = Sql {
+            backend: self.backend,
+            parts: Vec::new(),
+            binds: Vec::new(),
+        };
+        let person = || q.person.as_str().to_string();
+        // One branch per state, so that each is one range of (state, stage_since).
+        for state in &q.states {
+            let s = sql.bind(Bind::Text(state.as_str().into()));
+            let l = sql.bind(Bind::Int(q.per_kind));
+            sql.branch(format!(
+                "SELECT id FROM requests WHERE state = {s} ORDER BY stage_since LIMIT {l}"
+            ));
+        }
+        if !q.decides.is_empty() {
+            let s = sql.bind(Bind::Text(State::AwaitingDecision.as_str().into()));
+            let tiers = sql.texts(q.decides.iter().map(|t| t.as_str().to_string()));
+            let l = sql.bind(Bind::Int(q.per_kind));
+            sql.branch(format!(
+                "SELECT id FROM requests WHERE state = {s} AND tier IN ({tiers}) \
+                 ORDER BY stage_since LIMIT {l}"
+            ));
+        }
+        // Owned exceptions in the states where owners act (attest, conditions).
+        let p = sql.bind(Bind::Text(person()));
+        let owned = sql.texts(
+            [
+                State::Approved,
+                State::Active,
+                State::ReviewDue,
+                State::Suspended,
+            ]
+            .map(|s| s.as_str().to_string()),
+        );
+        let l = sql.bind(Bind::Int(q.per_kind));
+        sql.branch(format!(
+            "SELECT id FROM requests WHERE monitoring_owner = {p} AND state IN ({owned}) \
+             ORDER BY expires_at LIMIT {l}"
+        ));
+        // Open conditions the person owns.
+        let p = sql.bind(Bind::Text(person()));
+        let l = sql.bind(Bind::Int(q.per_kind));
+        sql.branch(format!(
+            "SELECT DISTINCT request_id AS id FROM conditions WHERE owner = {p} \
+             AND done_at IS NULL LIMIT {l}"
+        ));
+        // Requests sent back to the person.
+        let p = sql.bind(Bind::Text(person()));
+        let s = sql.bind(Bind::Text(State::NeedsInfo.as_str().into()));
+        let l = sql.bind(Bind::Int(q.per_kind));
+        sql.branch(format!(
+            "SELECT id FROM requests WHERE requester = {p} AND state = {s} LIMIT {l}"
+        ));
+
+        let mut query = sqlx::query(AssertSqlSafe(sql.parts.join(" UNION ")));
+        for b in sql.binds {
+            query = match b {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        let mut ids: Vec<RequestId> = rows
+            .iter()
+            .map(|r| Ok(RequestId::new(r.try_get("id")?)))
+            .collect::<Result<_>>()?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// A request's recorded events, oldest first.
+    pub async fn events_of(&self, id: RequestId) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT revision, at, actor, kind, version FROM request_events \
+             WHERE request_id = $1 ORDER BY revision",
+        )
+        .bind(id.get())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRecord {
+                    revision: r.try_get::<i64, _>("revision")? as u64,
+                    at: Timestamp::from_millis(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    version: r.try_get::<i64, _>("version")? as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// How many requests are in each state (states with none are left out).
+    pub async fn counts_by_state(&self) -> Result<Vec<(State, u64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")
+            .fetch_all(&self.read)
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let s: &str = r.try_get("state")?;
+                let state = State::parse(s).ok_or_else(|| corrupt("state", s))?;
+                Ok((state, r.try_get::<i64, _>("n")? as u64))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|(s, _)| State::ALL.iter().position(|x| x == s));
+        Ok(out)
+    }
+
+    /// Granted exceptions still in force that expire in `[from, until)`, soonest first.
+    pub async fn expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Summary>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SUMMARY} FROM requests WHERE expires_at >= $1 AND expires_at < $2 \
+             ORDER BY expires_at, id LIMIT $3"
+        )))
+        .bind(from.millis())
+        .bind(until.millis())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(summary).collect()
+    }
+
+    /// Requests in `state`, oldest stage first.
+    pub async fn summaries_in(&self, state: State, limit: i64) -> Result<Vec<Summary>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SUMMARY} FROM requests WHERE state = $1 ORDER BY stage_since LIMIT $2"
+        )))
+        .bind(state.as_str())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(summary).collect()
+    }
+
+    /// Open conditions due before `today`, most overdue first.
+    pub async fn overdue_conditions(
+        &self,
+        today: chrono::NaiveDate,
+        limit: i64,
+    ) -> Result<Vec<OverdueCondition>> {
+        // `due` is an ISO date: text order is date order.
+        let rows = sqlx::query(
+            "SELECT c.request_id, c.condition_id, c.owner, c.due FROM conditions c \
+             JOIN requests r ON r.id = c.request_id \
+             WHERE c.done_at IS NULL AND c.due < $1 AND r.state IN ('approved', 'active', 'review_due', 'suspended') \
+             ORDER BY c.due, c.request_id, c.condition_id LIMIT $2",
+        )
+        .bind(today.to_string())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let due: &str = r.try_get("due")?;
+                Ok(OverdueCondition {
+                    request: RequestId::new(r.try_get("request_id")?),
+                    condition: r.try_get::<i64, _>("condition_id")? as u32,
+                    owner: PersonId::new(r.try_get::<String, _>("owner")?),
+                    due: chrono::NaiveDate::parse_from_str(due, "%Y-%m-%d")
+                        .map_err(|_| corrupt("condition due date", due))?,
+                })
+            })
+            .collect()
+    }
+}
