@@ -25,8 +25,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use waiver::config::Secret;
-use waiver::fake_slack::FakeSlack;
-use waiver::fake_slack::workspace::Workspace;
+use waiver::fakes::slack::FakeSlack;
+use waiver::fakes::slack::workspace::Workspace;
 
 const SECRET: &str = "bench-signing-secret";
 const TOKEN: &str = "xoxb-bench";
@@ -223,7 +223,7 @@ async fn main() {
         let svc = waiver::service::Service::new(store.clone(), gov);
         // `waiver serve` runs on the system clock: file on today's date.
         let now = waiver::clock::Clock::System.now();
-        let form = waiver::testkit::sample_form(now.date());
+        let form = waiver::fakes::testkit::sample_form(now.date());
         let requester = waiver::governance::PersonId::new("james.carter");
         for i in 0..clicks_needed {
             match svc.submit(&requester, &form, None, now).await {
@@ -308,7 +308,7 @@ async fn main() {
         let ws = ws.clone();
         Arc::new(move |i| {
             // Request i + 1 was seeded awaiting review; Noah clicks its Complete button.
-            let message = waiver::fake_slack::Message {
+            let message = waiver::fakes::slack::Message {
                 ts: format!("1764000000.{:06}", i + 1),
                 channel: "C0AIXINTAKE".into(),
                 user: None,

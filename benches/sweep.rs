@@ -85,7 +85,7 @@ async fn run() {
 
     // One exception through the real workflow: medium tier, active, no conditions.
     let t0 = Timestamp::parse_rfc3339("2026-11-24T10:00:00Z").unwrap();
-    let form = waiver::testkit::sample_form(t0.date());
+    let form = waiver::fakes::testkit::sample_form(t0.date());
     match svc
         .submit(&PersonId::new("james.carter"), &form, None, t0)
         .await
@@ -137,7 +137,7 @@ async fn run() {
 
     // Copy it: one row per exception and its version, owners spread over eight people.
     let seeding = Instant::now();
-    waiver::testkit::copy_register(&store, n, &OWNERS, every, due, later)
+    waiver::fakes::testkit::copy_register(&store, n, &OWNERS, every, due, later)
         .await
         .unwrap();
     println!(

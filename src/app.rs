@@ -23,7 +23,12 @@ use crate::store::Store;
 
 /// Opens the database and applies migrations.
 pub async fn open_store(url: &str) -> anyhow::Result<Store> {
-    let store = Store::connect(url)
+    open_store_with(url, crate::store::DEFAULT_WRITER_QUEUE).await
+}
+
+/// Like [`open_store`], with room for `queue` changes waiting for the writer.
+pub async fn open_store_with(url: &str, queue: usize) -> anyhow::Result<Store> {
+    let store = Store::connect_with(url, queue)
         .await
         .with_context(|| format!("cannot open the database at {}", redact_url(url)))?;
     store
@@ -41,6 +46,9 @@ pub struct Options {
     pub no_delivery: bool,
     /// Run no timers: tests move time with explicit sweeps instead.
     pub no_scheduler: bool,
+    /// Room for changes waiting for the writer (default
+    /// [`crate::store::DEFAULT_WRITER_QUEUE`]); tests make it small.
+    pub writer_queue: Option<usize>,
     /// The clock every edge reads (tests and the demo fix the day; `serve` uses the
     /// system clock).
     pub clock: Clock,
@@ -102,7 +110,13 @@ pub async fn start(
         anyhow::bail!(NO_PLATFORM);
     };
     let gov = governance::load(&config.governance)?;
-    let store = open_store(&config.database_url).await?;
+    let store = open_store_with(
+        &config.database_url,
+        options
+            .writer_queue
+            .unwrap_or(crate::store::DEFAULT_WRITER_QUEUE),
+    )
+    .await?;
     let service = Service::new(store.clone(), Arc::new(gov)).with_clock(options.clock.clone());
     let api =
         SlackApi::new(&slack.api_url, &slack.bot_token).context("cannot build the Slack client")?;

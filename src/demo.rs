@@ -18,8 +18,8 @@ use crate::clock::Clock;
 use crate::config::{Config, Secret, SlackConfig};
 use crate::delivery::DeliveryConfig;
 use crate::domain::Timestamp;
-use crate::fake_slack::workspace::{Input, Workspace, describe};
-use crate::fake_slack::{FakeSlack, Message, OpenedView};
+use crate::fakes::slack::workspace::{Input, Workspace, describe};
+use crate::fakes::slack::{FakeSlack, Message, OpenedView};
 use crate::governance::{self, Governance, PersonId};
 
 const SHIPPED: &str = include_str!("../manifests/governance.toml");
@@ -172,7 +172,7 @@ impl Demo {
     async fn expect_ok(
         &self,
         what: &str,
-        reply: crate::fake_slack::workspace::Reply,
+        reply: crate::fakes::slack::workspace::Reply,
     ) -> anyhow::Result<()> {
         if reply.status != 200 || !reply.body.is_empty() {
             bail!("{what}: Waiver answered {} {}", reply.status, reply.body);
@@ -213,7 +213,7 @@ impl Demo {
             .rev()
             .find(|m| describe(&m.blocks).contains(needle))
             .with_context(|| format!("no card mentioning {needle} in {channel}"))?;
-        let label = crate::fake_slack::workspace::Workspace::button(&message, action)
+        let label = crate::fakes::slack::workspace::Workspace::button(&message, action)
             .map(|(_, b)| b["text"]["text"].as_str().unwrap_or(action).to_string())
             .unwrap_or_else(|| action.to_string());
         let opened = self.ws.slack.views_opened().len();

@@ -2,18 +2,21 @@
 //! policy exception process, from `/ai-exception` to expiry, with a tamper-evident
 //! audit trail.
 //!
-//! Dependencies point inward: edges (`http`, `chat`, `store`, CLI) → `service` →
-//! `domain`. See `DESIGN.md` §3.
+//! Dependencies point inward: edges (`http`, `chat/<surface>`, CLI) → `interact` →
+//! `service` → `domain`, with `store` below the service and `message` and `clock` as
+//! leaves. See `DESIGN.md` §3; `tests/architecture.rs` keeps the rules true.
 
 pub mod app;
 pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+#[cfg(feature = "fakes")]
 pub mod demo;
 pub mod domain;
 pub mod export;
-pub mod fake_slack;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod governance;
 pub mod http;
 pub mod interact;
@@ -21,4 +24,3 @@ pub mod message;
 pub mod scheduler;
 pub mod service;
 pub mod store;
-pub mod testkit;

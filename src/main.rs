@@ -35,6 +35,7 @@ struct Cli {
 enum Command {
     /// Walk one request through all seven steps against a built-in fake Slack, and
     /// print what each person saw. Needs no Slack workspace.
+    #[cfg(feature = "fakes")]
     Demo,
     /// Run the server (HTTP on WAIVER_LISTEN), applying migrations first.
     Serve,
@@ -164,6 +165,7 @@ fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        #[cfg(feature = "fakes")]
         Command::Demo => {
             waiver::demo::run().await?;
             Ok(ExitCode::SUCCESS)

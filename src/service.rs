@@ -43,6 +43,15 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// Why the service cannot take work right now.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("database unavailable")]
+    Database(#[source] StoreError),
+    #[error("busy: {queued} changes are waiting to be written")]
+    Backlog { queued: usize },
+}
+
 /// How an action ended.
 #[derive(Debug)]
 pub enum Acted {
@@ -235,9 +244,14 @@ impl Service {
         &self.clock
     }
 
-    /// Whether the database answers (for `/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+    /// Whether the service can take work now (for `/readyz`): the database answers
+    /// and the writer's queue has room.
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        let (queued, room) = self.store.writer_backlog();
+        if queued >= room {
+            return Err(NotReady::Backlog { queued });
+        }
+        self.store.ping().await.map_err(NotReady::Database)
     }
 
     /// The earliest instant the scheduler has something to do, if any.

@@ -131,7 +131,7 @@ async fn register_expired_long_ago(db: &TestDb, n: u64) -> Timestamp {
     let template = svc.request(id).await.unwrap().unwrap();
     assert_eq!(template.state, State::Active);
     let expires = template.grant.unwrap().expires_at;
-    waiver::testkit::copy_register(db.opened(), n, &OWNERS, 1, expires, expires)
+    waiver::fakes::testkit::copy_register(db.opened(), n, &OWNERS, 1, expires, expires)
         .await
         .unwrap();
     db.opened().close().await;

@@ -6,8 +6,8 @@ mod common;
 
 use common::{App, TestDb, uid};
 use waiver::domain::State;
-use waiver::fake_slack::workspace::{Input, describe};
-use waiver::fake_slack::{Message, OpenedView};
+use waiver::fakes::slack::workspace::{Input, describe};
+use waiver::fakes::slack::{Message, OpenedView};
 
 const INTAKE: &str = "C0AIXINTAKE";
 const RISK: &str = "C0AIXRISK";
@@ -95,7 +95,7 @@ async fn click_and_submit(
     message: &Message,
     action: &str,
     inputs: &[(&str, Input<'_>)],
-) -> waiver::fake_slack::workspace::Reply {
+) -> waiver::fakes::slack::workspace::Reply {
     let opened = app.fake().views_opened().len();
     click(app, who, message, action).await;
     let view = next_view(app, opened).await;
@@ -603,7 +603,7 @@ both!(
         let receipt = app.message(&dm, "[Withdraw request]");
         // The button asks for confirmation in Slack before it is sent.
         let (_, button) =
-            waiver::fake_slack::workspace::Workspace::button(&receipt, "withdraw").unwrap();
+            waiver::fakes::slack::workspace::Workspace::button(&receipt, "withdraw").unwrap();
         assert!(
             button["confirm"]["text"]["text"]
                 .as_str()

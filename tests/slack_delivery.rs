@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{App, TestDb, fast_delivery, uid};
 use waiver::app::Options;
-use waiver::fake_slack::Fault;
-use waiver::fake_slack::workspace::describe;
+use waiver::fakes::slack::Fault;
+use waiver::fakes::slack::workspace::describe;
 
 const INTAKE: &str = "C0AIXINTAKE";
 

@@ -17,8 +17,8 @@ use waiver::domain::{
     Action, Actor, AssessmentInput, AttestationAnswer, ExceptionRequest, FormInput, Recommendation,
     RequestId, State, Terms, Timestamp,
 };
-use waiver::fake_slack::workspace::{Input, Workspace, describe};
-use waiver::fake_slack::{Message, OpenedView};
+use waiver::fakes::slack::workspace::{Input, Workspace, describe};
+use waiver::fakes::slack::{Message, OpenedView};
 use waiver::governance::{RoleId, Tier};
 use waiver::service::{Acted, Attempt, Service, Submitted};
 use waiver::store::Outcome;

@@ -6,7 +6,7 @@ mod common;
 use common::{App, TestDb, uid};
 use serde_json::json;
 use waiver::domain::State;
-use waiver::fake_slack::workspace::{Input, describe};
+use waiver::fakes::slack::workspace::{Input, describe};
 
 const INTAKE: &str = "C0AIXINTAKE";
 

@@ -37,5 +37,9 @@ WHERE outcome = 'applied' AND request_id IS NOT NULL
   AND entry::jsonb #>> '{details,event,event}' IS NOT NULL
 ON CONFLICT DO NOTHING;
 
--- Open conditions by owner: a condition's owner sees it in `pending` and App Home.
+-- What waits on an owner (`pending`, App Home): their exceptions by state, and the
+-- open conditions they own.
+CREATE INDEX requests_by_owner_state ON requests (monitoring_owner, state, stage_since)
+    WHERE monitoring_owner IS NOT NULL;
+-- Open conditions by owner.
 CREATE INDEX conditions_open_by_owner ON conditions (owner, request_id) WHERE done_at IS NULL;

@@ -41,7 +41,7 @@ fn day(s: &str) -> NaiveDate {
 }
 
 fn form() -> FormInput {
-    crate::testkit::sample_form(now().date())
+    crate::fakes::testkit::sample_form(now().date())
 }
 
 fn content_of(input: &FormInput, g: &Governance) -> RequestContent {

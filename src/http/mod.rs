@@ -53,11 +53,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.service.ping().await {
+    match state.service.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+            tracing::warn!(error = ?e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
         }
     }
 }

@@ -185,17 +185,10 @@ pub async fn list(
 ) -> Result<Message, ServiceError> {
     let mine = svc.requests_by(me, 50).await?;
     if mine.is_empty() {
-        return Ok(Message {
-            summary: format!(
-                "You have not filed any requests. Use {} to file one.",
-                command::invocation(platform)
-            ),
-            sections: vec![Section::CommandHint {
-                before: "You have not filed any requests. Use ".into(),
-                args: String::new(),
-                after: " to file one.".into(),
-            }],
-        });
+        return Ok(text(format!(
+            "You have not filed any requests. Use {} to file one.",
+            command::invocation(platform)
+        )));
     }
     Ok(Message {
         summary: format!("Your {} request(s)", mine.len()),
@@ -240,15 +233,11 @@ fn task_lines(gov: &Governance, tasks: &crate::service::Tasks, max: usize) -> Ve
         })
         .collect();
     let left = tasks.items.len().saturating_sub(max);
-    if left > 0 || tasks.truncated {
-        lines.push(format!(
-            "…and {}more (oldest first).",
-            if left > 0 {
-                format!("{left} ")
-            } else {
-                String::new()
-            }
-        ));
+    match (left, tasks.truncated) {
+        (0, false) => {}
+        (0, true) => lines.push("…and more, oldest first.".into()),
+        (n, false) => lines.push(format!("…and {n} more.")),
+        (n, true) => lines.push(format!("…and {n}+ more, oldest first.")),
     }
     lines
 }
@@ -378,10 +367,11 @@ pub async fn home(
             Section::Heading {
                 text: "AI policy exceptions".into(),
             },
-            Section::CommandHint {
-                before: "File a new request with ".into(),
-                args: String::new(),
-                after: ".".into(),
+            Section::Context {
+                text: format!(
+                    "File a new request with {}.",
+                    command::invocation(who.platform())
+                ),
             },
             Section::Text {
                 label: Some("Waiting on you".into()),

@@ -86,9 +86,9 @@ impl Service {
     }
 
     /// Everything waiting on `me` at `now`: reviews, assessments, feedback,
-    /// decisions, conditions, attestations and updates. Two statements for the
-    /// candidates and one batched load, whatever the size of the register; the domain
-    /// decides which candidates hold work for `me`.
+    /// decisions, conditions, attestations and updates. One statement for the
+    /// candidates (the oldest of each kind) and one batched load, whatever the size of
+    /// the register; the domain decides which candidates hold work for `me`.
     pub async fn tasks(&self, me: &PersonId, now: Timestamp) -> Result<Tasks, ServiceError> {
         let gov = &self.gov;
         let mut states = Vec::new();
@@ -120,11 +120,9 @@ impl Service {
             decides,
             per_kind: TASK_CANDIDATES,
         };
-        let ids = self.store.task_candidates(&query).await?;
-        // Each kind reads at most TASK_CANDIDATES: reaching that many in all means
-        // some kind may have been cut.
-        let truncated = ids.len() as i64 >= TASK_CANDIDATES;
-        let mut requests = self.store.load_many(&ids).await?;
+        let found = self.store.task_candidates(&query).await?;
+        let truncated = found.truncated;
+        let mut requests = self.store.load_many(&found.ids).await?;
         requests.sort_by_key(|r| (r.stage_since, r.id));
         let mut items = Vec::new();
         for r in requests {

@@ -35,11 +35,11 @@ use crate::message::Outgoing;
 
 pub use audit::{AuditEntry, AuditRecord, Outcome, VerifyError, VerifyReport};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus};
-pub use queries::{EventRecord, OverdueCondition, TaskQuery};
+pub use queries::{Candidates, EventRecord, OverdueCondition, TaskQuery};
 pub use schedule::{
     ComposeDigest, DigestGroup, DigestPlan, DigestSent, ReminderRecord, ReminderRow, ReminderStatus,
 };
-pub use writer::Scheduling;
+pub use writer::{DEFAULT_QUEUE as DEFAULT_WRITER_QUEUE, Scheduling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -237,6 +237,11 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T> {
 impl Store {
     /// Opens the database at `url`, creating an SQLite file if it is missing.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, writer::DEFAULT_QUEUE).await
+    }
+
+    /// Like [`Store::connect`], with room for `queue` changes waiting for the writer.
+    pub async fn connect_with(url: &str, queue: usize) -> Result<Self> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = Backend::of_url(url).ok_or_else(|| {
@@ -287,7 +292,7 @@ impl Store {
                 tokio::spawn(checkpoints(read.clone()));
                 Ok(Self {
                     read,
-                    writer: writer::Writer::spawn(write.clone(), backend),
+                    writer: writer::Writer::spawn(write.clone(), backend, queue),
                     write,
                     backend,
                 })
@@ -307,7 +312,7 @@ impl Store {
                     .await?;
                 Ok(Self {
                     read: pool.clone(),
-                    writer: writer::Writer::spawn(pool.clone(), backend),
+                    writer: writer::Writer::spawn(pool.clone(), backend, queue),
                     write: pool,
                     backend,
                 })
@@ -326,6 +331,11 @@ impl Store {
     }
 
     /// A cheap round trip, for readiness checks.
+    /// Changes waiting for the writer, and the room there is for them.
+    pub fn writer_backlog(&self) -> (usize, usize) {
+        self.writer.backlog()
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -553,8 +563,9 @@ impl Store {
         audit::verify(&self.read).await
     }
 
-    /// Raw SQL for tests and tooling that must reach under the store (tamper tests).
-    #[doc(hidden)]
+    /// Raw SQL for tests and benchmarks that must reach under the store (tamper tests,
+    /// seeding a register); test-only, like `crate::fakes`.
+    #[cfg(feature = "fakes")]
     pub async fn execute_raw(&self, sql: &'static str) -> Result<u64> {
         Ok(sqlx::raw_sql(sql)
             .execute(&self.write)

@@ -25,6 +25,14 @@ pub struct TaskQuery<'a> {
     pub per_kind: i64,
 }
 
+/// Requests that may hold work for a person.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    pub ids: Vec<RequestId>,
+    /// Some kind of work had more than `per_kind` candidates: these are the oldest.
+    pub truncated: bool,
+}
+
 enum Bind {
     Text(String),
     Int(i64),
@@ -54,7 +62,7 @@ pub struct OverdueCondition {
 impl Store {
     /// The requests that may hold work for a person (the domain decides which do):
     /// one statement of index range scans, each capped at `per_kind`.
-    pub async fn task_candidates(&self, q: &TaskQuery<'_>) -> Result<Vec<RequestId>> {
+    pub async fn task_candidates(&self, q: &TaskQuery<'_>) -> Result<Candidates> {
         /// The statement's text and its binds, in textual order (SQLite's `?`).
         struct Sql {
             backend: super::Backend,
@@ -73,10 +81,13 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(", ")
             }
+            /// One kind of work: at most `per_kind + 1` rows, tagged with the kind, so
+            /// that a kind with more than `per_kind` is known to be cut.
             fn branch(&mut self, select: String) {
                 let n = self.parts.len();
-                self.parts
-                    .push(format!("SELECT id FROM ({select}) AS k{n}"));
+                self.parts.push(format!(
+                    "SELECT id, CAST({n} AS BIGINT) AS kind FROM ({select}) AS k{n}"
+                ));
             }
         }
         let mut sql = Sql {
@@ -85,10 +96,11 @@ impl Store {
             binds: Vec::new(),
         };
         let person = || q.person.as_str().to_string();
+        let limit = q.per_kind + 1;
         // One branch per state, so that each is one range of (state, stage_since).
         for state in &q.states {
             let s = sql.bind(Bind::Text(state.as_str().into()));
-            let l = sql.bind(Bind::Int(q.per_kind));
+            let l = sql.bind(Bind::Int(limit));
             sql.branch(format!(
                 "SELECT id FROM requests WHERE state = {s} ORDER BY stage_since LIMIT {l}"
             ));
@@ -96,31 +108,26 @@ impl Store {
         if !q.decides.is_empty() {
             let s = sql.bind(Bind::Text(State::AwaitingDecision.as_str().into()));
             let tiers = sql.texts(q.decides.iter().map(|t| t.as_str().to_string()));
-            let l = sql.bind(Bind::Int(q.per_kind));
+            let l = sql.bind(Bind::Int(limit));
             sql.branch(format!(
                 "SELECT id FROM requests WHERE state = {s} AND tier IN ({tiers}) \
                  ORDER BY stage_since LIMIT {l}"
             ));
         }
-        // Owned exceptions in the states where owners act (attest, conditions).
-        let p = sql.bind(Bind::Text(person()));
-        let owned = sql.texts(
-            [
-                State::Approved,
-                State::Active,
-                State::ReviewDue,
-                State::Suspended,
-            ]
-            .map(|s| s.as_str().to_string()),
-        );
-        let l = sql.bind(Bind::Int(q.per_kind));
-        sql.branch(format!(
-            "SELECT id FROM requests WHERE monitoring_owner = {p} AND state IN ({owned}) \
-             ORDER BY expires_at LIMIT {l}"
-        ));
+        // Owned exceptions in the states where owners act: attest a review, complete
+        // the conditions of an approved or suspended one (an active one has none open).
+        for state in [State::ReviewDue, State::Approved, State::Suspended] {
+            let p = sql.bind(Bind::Text(person()));
+            let s = sql.bind(Bind::Text(state.as_str().into()));
+            let l = sql.bind(Bind::Int(limit));
+            sql.branch(format!(
+                "SELECT id FROM requests WHERE monitoring_owner = {p} AND state = {s} \
+                 ORDER BY stage_since LIMIT {l}"
+            ));
+        }
         // Open conditions the person owns.
         let p = sql.bind(Bind::Text(person()));
-        let l = sql.bind(Bind::Int(q.per_kind));
+        let l = sql.bind(Bind::Int(limit));
         sql.branch(format!(
             "SELECT DISTINCT request_id AS id FROM conditions WHERE owner = {p} \
              AND done_at IS NULL LIMIT {l}"
@@ -128,12 +135,12 @@ impl Store {
         // Requests sent back to the person.
         let p = sql.bind(Bind::Text(person()));
         let s = sql.bind(Bind::Text(State::NeedsInfo.as_str().into()));
-        let l = sql.bind(Bind::Int(q.per_kind));
+        let l = sql.bind(Bind::Int(limit));
         sql.branch(format!(
             "SELECT id FROM requests WHERE requester = {p} AND state = {s} LIMIT {l}"
         ));
 
-        let mut query = sqlx::query(AssertSqlSafe(sql.parts.join(" UNION ")));
+        let mut query = sqlx::query(AssertSqlSafe(sql.parts.join(" UNION ALL ")));
         for b in sql.binds {
             query = match b {
                 Bind::Text(t) => query.bind(t),
@@ -141,13 +148,21 @@ impl Store {
             };
         }
         let rows = query.fetch_all(&self.read).await?;
-        let mut ids: Vec<RequestId> = rows
-            .iter()
-            .map(|r| Ok(RequestId::new(r.try_get("id")?)))
-            .collect::<Result<_>>()?;
+        let mut per_kind: std::collections::HashMap<i64, i64> = Default::default();
+        let mut truncated = false;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let seen = per_kind.entry(r.try_get::<i64, _>("kind")?).or_default();
+            *seen += 1;
+            if *seen > q.per_kind {
+                truncated = true;
+                continue;
+            }
+            ids.push(RequestId::new(r.try_get("id")?));
+        }
         ids.sort();
         ids.dedup();
-        Ok(ids)
+        Ok(Candidates { ids, truncated })
     }
 
     /// A request's recorded events, oldest first.

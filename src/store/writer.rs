@@ -600,14 +600,25 @@ impl Job {
 /// The writer's queue.
 #[derive(Clone, Debug)]
 pub(super) struct Writer {
-    tx: mpsc::UnboundedSender<Job>,
+    tx: mpsc::Sender<Job>,
 }
 
+/// Changes queued for the writer by default. A full queue makes callers wait (their
+/// requests are not acknowledged until their change is queued), so memory stays
+/// bounded under any load; `/readyz` reports it.
+pub const DEFAULT_QUEUE: usize = 4096;
+
 impl Writer {
-    pub(super) fn spawn(pool: sqlx::AnyPool, backend: Backend) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub(super) fn spawn(pool: sqlx::AnyPool, backend: Backend, queue: usize) -> Self {
+        let (tx, rx) = mpsc::channel(queue.max(1));
         tokio::spawn(run(pool, backend, rx));
         Self { tx }
+    }
+
+    /// (changes queued, room for).
+    pub(super) fn backlog(&self) -> (usize, usize) {
+        let room = self.tx.max_capacity();
+        (room - self.tx.capacity(), room)
     }
 
     pub(super) async fn submit(
@@ -617,13 +628,14 @@ impl Writer {
     ) -> Result<Done> {
         self.tx
             .send(job)
+            .await
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
         rx.await
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
     }
 }
 
-async fn run(pool: sqlx::AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(pool: sqlx::AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

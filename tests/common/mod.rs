@@ -36,7 +36,7 @@ pub fn now() -> Timestamp {
 
 /// The sample form, filed on [`now`]'s day.
 pub fn form() -> FormInput {
-    waiver::testkit::sample_form(now().date())
+    waiver::fakes::testkit::sample_form(now().date())
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -215,7 +215,7 @@ pub const BOT_TOKEN: &str = "xoxb-test-token";
 /// A running Waiver against a fake Slack, with a signed workspace driver. Waiver and
 /// the fake share one clock that starts at [`now`] and advances in real time.
 pub struct App {
-    pub ws: waiver::fake_slack::workspace::Workspace,
+    pub ws: waiver::fakes::slack::workspace::Workspace,
     pub clock: waiver::clock::Clock,
     pub running: Option<waiver::app::Running>,
     pub db: TestDb,
@@ -263,14 +263,14 @@ impl App {
     pub async fn spawn_with(db: TestDb, mut options: waiver::app::Options) -> App {
         let clock = waiver::clock::Clock::starting_at(now());
         options.clock = clock.clone();
-        let fake = waiver::fake_slack::FakeSlack::start_at(
+        let fake = waiver::fakes::slack::FakeSlack::start_at(
             BOT_TOKEN,
-            waiver::fake_slack::DEFAULT_TEAM_ID,
+            waiver::fakes::slack::DEFAULT_TEAM_ID,
             clock.clone(),
         )
         .await;
         let running = Self::start(&db, &fake, options).await;
-        let ws = waiver::fake_slack::workspace::Workspace::new(
+        let ws = waiver::fakes::slack::workspace::Workspace::new(
             fake,
             running.addr,
             waiver::config::Secret::new(SIGNING_SECRET),
@@ -285,7 +285,7 @@ impl App {
 
     async fn start(
         db: &TestDb,
-        fake: &waiver::fake_slack::FakeSlack,
+        fake: &waiver::fakes::slack::FakeSlack,
         options: waiver::app::Options,
     ) -> waiver::app::Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -322,12 +322,12 @@ impl App {
         self.store().load(id).await.unwrap().unwrap()
     }
 
-    pub fn fake(&self) -> &waiver::fake_slack::FakeSlack {
+    pub fn fake(&self) -> &waiver::fakes::slack::FakeSlack {
         &self.ws.slack
     }
 
     /// Polls until `pred` holds (5 s at most); panics with `what` otherwise.
-    pub async fn until(&self, what: &str, pred: impl Fn(&waiver::fake_slack::FakeSlack) -> bool) {
+    pub async fn until(&self, what: &str, pred: impl Fn(&waiver::fakes::slack::FakeSlack) -> bool) {
         if !self
             .ws
             .slack
@@ -377,14 +377,14 @@ impl App {
     }
 
     /// The last message in `channel` whose text mentions `needle`.
-    pub fn message(&self, channel: &str, needle: &str) -> waiver::fake_slack::Message {
+    pub fn message(&self, channel: &str, needle: &str) -> waiver::fakes::slack::Message {
         self.ws
             .slack
             .messages(channel)
             .into_iter()
             .rev()
             .find(|m| {
-                waiver::fake_slack::workspace::describe(&m.blocks).contains(needle)
+                waiver::fakes::slack::workspace::describe(&m.blocks).contains(needle)
                     || m.text.as_deref().unwrap_or_default().contains(needle)
             })
             .unwrap_or_else(|| {
@@ -394,7 +394,7 @@ impl App {
                         .slack
                         .messages(channel)
                         .iter()
-                        .map(|m| waiver::fake_slack::workspace::describe(&m.blocks))
+                        .map(|m| waiver::fakes::slack::workspace::describe(&m.blocks))
                         .collect::<Vec<_>>()
                 )
             })

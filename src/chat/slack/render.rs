@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use slack_morphism::prelude::*;
 
 use crate::domain::RequestId;
-use crate::message::{Button, Message, Section, Style};
+use crate::interact::command::invocation;
+use crate::message::{Button, Message, Platform, Section, Style};
 
 /// Escapes text for mrkdwn.
 pub fn escape(s: &str) -> String {
@@ -95,9 +96,6 @@ fn button(b: &Button) -> SlackActionBlockElement {
     SlackActionBlockElement::Button(el)
 }
 
-/// How people type Waiver's command in Slack.
-pub const COMMAND: &str = "/ai-exception";
-
 /// Digest items shown in full: Slack allows 50 blocks per message.
 pub const DIGEST_PAGE: usize = 12;
 
@@ -151,7 +149,11 @@ fn push_sections(out: &mut Vec<SlackBlock>, sections: &[Section]) {
                 args,
                 after,
             } => {
-                let text = format!("{before}{COMMAND} {args}{after}");
+                let command = invocation(Platform::Slack);
+                let text = match args.as_str() {
+                    "" => format!("{before}{command}{after}"),
+                    args => format!("{before}{command} {args}{after}"),
+                };
                 out.push(SlackBlock::Context(SlackContextBlock::new(vec![
                     SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(cut(
                         &escape(&text),
@@ -177,8 +179,9 @@ fn push_sections(out: &mut Vec<SlackBlock>, sections: &[Section]) {
                 if *total > shown {
                     out.push(SlackBlock::Context(SlackContextBlock::new(vec![
                         SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(format!(
-                            "…and {} more. `{COMMAND} pending` and the Waiver Home tab list them all.",
-                            total - shown
+                            "…and {} more. `{} pending` and the Waiver Home tab list them all.",
+                            total - shown,
+                            invocation(Platform::Slack)
                         ))),
                     ])));
                 }

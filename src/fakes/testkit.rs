@@ -61,9 +61,11 @@ pub async fn copy_register(
            stage_since, starts_at, expires_at, next_review_at, monitoring_owner, body, ai_system_key, due_at) \
          SELECT seq.i, t.revision, t.state, t.version, t.requester, t.business_owner, t.title, \
            t.ai_system, t.policy_id, t.policy_version, t.tier, t.risk_score, t.renews, t.created_at, \
-           t.updated_at, t.stage_since, t.starts_at, t.expires_at, t.next_review_at, owners.who, \
-           replace(t.body, '\"monitoring_owner\":\"' || t.monitoring_owner || '\"', \
-                   '\"monitoring_owner\":\"' || owners.who || '\"'), \
+           t.updated_at, t.stage_since, t.starts_at, t.expires_at, t.next_review_at, \
+           CASE WHEN t.monitoring_owner IS NULL THEN NULL ELSE owners.who END, \
+           CASE WHEN t.monitoring_owner IS NULL THEN t.body ELSE \
+             replace(t.body, '\"monitoring_owner\":\"' || t.monitoring_owner || '\"', \
+                     '\"monitoring_owner\":\"' || owners.who || '\"') END, \
            t.ai_system_key, CASE WHEN seq.i % {due_every} = 0 THEN {due} ELSE {later} END \
          FROM seq JOIN owners ON owners.k = (seq.i / {due_every}) % {count} \
            JOIN requests t ON t.id = 1",
