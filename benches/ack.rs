@@ -220,7 +220,7 @@ async fn main() {
         let gov = Arc::new(
             waiver::governance::load(&manifest.join("manifests/governance.toml")).unwrap(),
         );
-        let svc = waiver::service::Service::new(store.clone(), gov);
+        let svc = waiver::service::Service::new(store.clone(), gov, waiver::clock::Clock::System);
         // `waiver serve` runs on the system clock: file on today's date.
         let now = waiver::clock::Clock::System.now();
         let form = waiver::fakes::testkit::sample_form(now.date());

@@ -100,7 +100,7 @@ async fn run() {
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     let gov = Arc::new(governance::parse(include_str!("../manifests/governance.toml")).unwrap());
-    let svc = Service::new(store.clone(), gov);
+    let svc = Service::new(store.clone(), gov, waiver::clock::Clock::System);
 
     // One exception through the real workflow: low tier, active, no conditions.
     let now = waiver::clock::Clock::System.now();

@@ -81,7 +81,7 @@ async fn run() {
     let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     let gov = Arc::new(governance::parse(include_str!("../manifests/governance.toml")).unwrap());
-    let svc = Service::new(store.clone(), gov);
+    let svc = Service::new(store.clone(), gov, waiver::clock::Clock::System);
 
     // One exception through the real workflow: medium tier, active, no conditions.
     let t0 = Timestamp::parse_rfc3339("2026-11-24T10:00:00Z").unwrap();

@@ -117,7 +117,7 @@ pub async fn start(
             .unwrap_or(crate::store::DEFAULT_WRITER_QUEUE),
     )
     .await?;
-    let service = Service::new(store.clone(), Arc::new(gov)).with_clock(options.clock.clone());
+    let service = Service::new(store.clone(), Arc::new(gov), options.clock.clone());
     let api =
         SlackApi::new(&slack.api_url, &slack.bot_token).context("cannot build the Slack client")?;
     let tasks = tokio_util::task::TaskTracker::new();

@@ -276,7 +276,8 @@ impl Deliverer {
                 };
             }
         }
-        if row.in_doubt && row.attempts > 1 {
+        let paced = surface.is_paced(m);
+        if paced && row.in_doubt && row.attempts > 1 {
             match surface.find(m, row.id, row.created_at).await {
                 Ok(Some(posted)) => {
                     tracing::info!(
@@ -297,13 +298,15 @@ impl Deliverer {
                 ),
             }
         }
-        let pace = self
-            .config
-            .per_conversation
-            .unwrap_or_else(|| surface.pace());
-        let conversation = format!("{}:{}", m.platform.as_str(), surface.conversation(m));
-        if let Some(at) = self.paced(&conversation, pace).await {
-            return Ok(Finish::Defer { at });
+        if paced {
+            let pace = self
+                .config
+                .per_conversation
+                .unwrap_or_else(|| surface.pace());
+            let conversation = format!("{}:{}", m.platform.as_str(), surface.conversation(m));
+            if let Some(at) = self.paced(&conversation, pace).await {
+                return Ok(Finish::Defer { at });
+            }
         }
         let posted = surface.post(m, row.id).await?;
         Ok(Finish::Sent { posted })

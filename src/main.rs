@@ -194,7 +194,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let gov = governance::load(&governance_path(None))?;
             let store = app::open_store(&database_url()).await?;
-            let service = waiver::service::Service::new(store.clone(), std::sync::Arc::new(gov));
+            let service = waiver::service::Service::new(
+                store.clone(),
+                std::sync::Arc::new(gov),
+                waiver::clock::Clock::System,
+            );
             let reassessed = service.reassess_policies(now, dry_run).await?;
             let mut report = service.sweep(now, dry_run).await?;
             report.reassessed = reassessed;

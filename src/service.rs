@@ -217,26 +217,26 @@ impl Turns {
 }
 
 impl Service {
-    /// A service that talks to Slack.
-    pub fn new(store: Store, gov: Arc<Governance>) -> Self {
-        Self::with_platforms(store, gov, &[Platform::Slack])
+    /// A service that talks to Slack; its edges read `now` from `clock` (the wiring
+    /// chooses it).
+    pub fn new(store: Store, gov: Arc<Governance>, clock: Clock) -> Self {
+        Self::with_platforms(store, gov, clock, &[Platform::Slack])
     }
 
-    pub fn with_platforms(store: Store, gov: Arc<Governance>, platforms: &[Platform]) -> Self {
+    pub fn with_platforms(
+        store: Store,
+        gov: Arc<Governance>,
+        clock: Clock,
+        platforms: &[Platform],
+    ) -> Self {
         Self {
             store,
             gov,
             platforms: platforms.into(),
             outbox_ready: Arc::new(tokio::sync::Notify::new()),
             turns: Arc::new(Turns::default()),
-            clock: Clock::System,
+            clock,
         }
-    }
-
-    /// The same service reading `clock` (the edges ask it for `now`).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
     }
 
     /// The clock the edges read `now` from.

@@ -372,7 +372,7 @@ both!(
         let lenient = SHIPPED.replacen("suspend_after_overdue_days = 7\n", "", 1);
         assert_ne!(lenient, SHIPPED);
         let gov = Arc::new(governance::parse(&lenient).unwrap());
-        let before = Service::new(db.store().await, gov);
+        let before = Service::new(db.store().await, gov, waiver::clock::Clock::System);
         let flow = approved(before.clone()).await;
         sweep(&before, "2026-12-16T00:00:00Z").await;
         assert!(nothing(&sweep(&before, "2027-01-20T00:00:00Z").await));
@@ -540,7 +540,7 @@ both!(
         let bumped = SHIPPED.replacen("version = \"2026.2\"", "version = \"2027.1\"", 1);
         assert_ne!(bumped, SHIPPED);
         let gov = Arc::new(governance::parse(&bumped).unwrap());
-        let svc2 = Service::new(db.store().await, gov);
+        let svc2 = Service::new(db.store().await, gov, waiver::clock::Clock::System);
         let preview = svc2.reassess_policies(now(), true).await.unwrap();
         assert_eq!(preview, vec![a.id, b.id]);
         assert_eq!(a.request().await.state, State::Approved, "dry run");
@@ -588,7 +588,11 @@ both!(
     two_replicas_sweeping_the_same_due_set_act_once,
     |db: TestDb| async move {
         let one = db.service().await;
-        let two = Service::new(db.store().await, one.governance().clone());
+        let two = Service::new(
+            db.store().await,
+            one.governance().clone(),
+            waiver::clock::Clock::System,
+        );
         let mut ids: Vec<RequestId> = Vec::new();
         for _ in 0..6 {
             let f = approved(one.clone()).await;

@@ -840,3 +840,124 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    a_revoker_revokes_a_granted_exception_through_its_form,
+    |db: TestDb| async move {
+        use waiver::domain::{Action, Actor, Terms};
+        use waiver::service::Attempt;
+        let app = App::spawn(db).await;
+        let svc = app.service();
+        let now = app.now();
+        let waiver::service::Submitted::Filed(r) = svc
+            .submit(&common::p("james.carter"), &common::form(), None, now)
+            .await
+            .unwrap()
+        else {
+            panic!("not filed")
+        };
+        let id = r.id;
+        let assess = |role: &str| {
+            Action::Assess(waiver::domain::AssessmentInput {
+                role: waiver::governance::RoleId::new(role),
+                likelihood: 1,
+                impact: 2,
+                findings: "Internal code only.".into(),
+                mitigations: String::new(),
+                recommendation: waiver::domain::Recommendation::Approve,
+            })
+        };
+        for (who, action) in [
+            ("noah.fischer", Action::MarkComplete),
+            ("omar.haddad", assess("risk")),
+            ("tomas.novak", assess("security")),
+            (
+                "carlos.mendes",
+                Action::Approve {
+                    terms: Terms {
+                        start: now.date(),
+                        expiry: now.date() + chrono::Days::new(60),
+                        monitoring_owner: common::p("marcus.webb"),
+                        conditions: vec![],
+                    },
+                    confirmation: None,
+                },
+            ),
+        ] {
+            let seen = app.request(id).await.version();
+            let attempt = Attempt::new(Actor::Person(common::p(who)), id, seen, action);
+            svc.act(attempt, now).await.unwrap();
+        }
+        assert_eq!(state(&app, id).await, State::Active);
+        app.drained().await;
+
+        // Someone who may not revoke is told so, in the command's answer, and audited.
+        let views = app.fake().views_opened().len();
+        let reply = app
+            .ws
+            .command(&uid("olivia.brown"), &format!("revoke {id}"))
+            .await;
+        assert_eq!(reply.json()["response_type"], "ephemeral");
+        assert_eq!(
+            reply.json()["text"],
+            format!("Only a revoker or an approver of {id}'s tier can revoke it.")
+        );
+        assert_eq!(app.fake().views_opened().len(), views, "no form for her");
+
+        // Compliance may: the form opens, an empty reason stays in it, a reason revokes.
+        let raj = uid("raj.patel");
+        let reply = app.ws.command(&raj, &format!("revoke {id}")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "");
+        let view = next_view(&app, views).await;
+        assert_eq!(view.view["callback_id"], "revoke");
+        assert_eq!(view.view["title"]["text"], "Revoke");
+        let reply = app
+            .ws
+            .submit(&raj, &view, &[("reason", Input::Text("  "))])
+            .await;
+        assert_eq!(reply.json()["errors"]["reason"], "A reason is required.");
+        assert_eq!(state(&app, id).await, State::Active);
+        let reply = app
+            .ws
+            .submit(
+                &raj,
+                &view,
+                &[("reason", Input::Text("The vendor's terms changed."))],
+            )
+            .await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, ""));
+        assert_eq!(state(&app, id).await, State::Revoked);
+        let james = uid("james.carter");
+        app.until("the requester is told", |f| {
+            f.dms(&james)
+                .iter()
+                .any(|m| describe(&m.blocks).contains("was revoked: The vendor's terms changed."))
+        })
+        .await;
+        app.until("the team is told", |f| {
+            f.messages(ENGINEERING)
+                .iter()
+                .any(|m| describe(&m.blocks).contains("was revoked and may no longer be used"))
+        })
+        .await;
+        let refused: Vec<(String, String)> = app
+            .store()
+            .audit_of(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.outcome == waiver::store::Outcome::Refused)
+            .map(|e| (e.actor, e.action))
+            .collect();
+        // Every refused attempt is audited: hers, and the submission without a reason.
+        assert_eq!(
+            refused,
+            vec![
+                ("olivia.brown".into(), "revoke".into()),
+                ("raj.patel".into(), "revoke".into())
+            ]
+        );
+        app.stop().await;
+    }
+);

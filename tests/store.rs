@@ -641,3 +641,92 @@ both!(
         assert_eq!(report.entries, 1 + 40 + 1 + 30);
     }
 );
+
+/// The migration's backfill of `request_events` from the audit trail, as the
+/// backend's migration file states it.
+fn events_backfill(backend: &str) -> &'static str {
+    let migration = match backend {
+        "sqlite" => include_str!("../migrations/sqlite/0006_surfaces.sql"),
+        _ => include_str!("../migrations/postgres/0006_surfaces.sql"),
+    };
+    let start = migration
+        .find("INSERT INTO request_events")
+        .expect("the migration backfills events");
+    let end = start + migration[start..].find(';').expect("the statement ends");
+    &migration[start..=end]
+}
+
+both!(
+    recorded_events_backfill_from_the_audit_trail_as_the_writer_records_them,
+    |db: TestDb| async move {
+        let svc = db.service().await;
+        // One request sent back, updated, assessed and approved; one rejected.
+        let granted = Flow::file(svc.clone()).await;
+        granted
+            .act(
+                "noah.fischer",
+                Action::SendBack {
+                    questions: "Which repos?".into(),
+                },
+            )
+            .await;
+        let content = Box::new(
+            waiver::domain::RequestContent::parse(&form(), svc.governance(), now().date()).unwrap(),
+        );
+        granted
+            .act(
+                "james.carter",
+                Action::Update {
+                    content,
+                    note: None,
+                },
+            )
+            .await;
+        granted.assessed(1, 2).await;
+        granted.act("carlos.mendes", approve(vec![])).await;
+        let rejected = Flow::file(svc.clone()).await;
+        rejected.assessed(1, 2).await;
+        rejected
+            .act(
+                "carlos.mendes",
+                Action::Reject {
+                    reason: "Not needed".into(),
+                },
+            )
+            .await;
+        let store = db.opened();
+        let live = (
+            store.events_of(granted.id).await.unwrap(),
+            store.events_of(rejected.id).await.unwrap(),
+        );
+        let kinds =
+            |e: &[waiver::store::EventRecord]| e.iter().map(|e| e.kind.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(&live.0),
+            [
+                "submitted",
+                "sent_back",
+                "updated",
+                "marked_complete",
+                "assessed",
+                "assessed",
+                "approved"
+            ]
+        );
+        assert_eq!(kinds(&live.1).last().map(String::as_str), Some("rejected"));
+        // A database migrated from before the table existed gets the same rows.
+        store
+            .execute_raw("DELETE FROM request_events")
+            .await
+            .unwrap();
+        store
+            .execute_raw(events_backfill(db.backend))
+            .await
+            .unwrap();
+        let backfilled = (
+            store.events_of(granted.id).await.unwrap(),
+            store.events_of(rejected.id).await.unwrap(),
+        );
+        assert_eq!(backfilled, live);
+    }
+);

@@ -27,7 +27,7 @@ SELECT request_id,
        at,
        actor,
        CASE entry::jsonb #>> '{details,event,event}'
-         WHEN 'voted' THEN CASE entry::jsonb #>> '{details,event,vote,verdict,verdict}'
+         WHEN 'voted' THEN CASE entry::jsonb #>> '{details,event,vote,verdict}'
                              WHEN 'approve' THEN 'approved' ELSE 'rejected' END
          ELSE entry::jsonb #>> '{details,event,event}' END,
        (entry::jsonb #>> '{details,version}')::BIGINT

@@ -27,7 +27,7 @@ SELECT request_id,
        at,
        actor,
        CASE json_extract(entry, '$.details.event.event')
-         WHEN 'voted' THEN CASE json_extract(entry, '$.details.event.vote.verdict.verdict')
+         WHEN 'voted' THEN CASE json_extract(entry, '$.details.event.vote.verdict')
                              WHEN 'approve' THEN 'approved' ELSE 'rejected' END
          ELSE json_extract(entry, '$.details.event.event') END,
        json_extract(entry, '$.details.version')

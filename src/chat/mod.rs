@@ -50,6 +50,14 @@ impl Surface {
         }
     }
 
+    /// Whether posting `m` counts against the conversation's pace (Slack: an
+    /// ephemeral does not, and is never looked for after an interruption).
+    pub fn is_paced(&self, m: &Outgoing) -> bool {
+        match self {
+            Surface::Slack(_) => !matches!(m.to, crate::message::Address::Ephemeral { .. }),
+        }
+    }
+
     /// The conversation a message lands in (deliveries to it are paced).
     pub fn conversation<'a>(&self, m: &'a Outgoing) -> &'a str {
         match self {

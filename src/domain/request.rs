@@ -1111,11 +1111,17 @@ impl ExceptionRequest {
             3000,
         );
         if let Some(field) = errors.keys().next().copied() {
+            let message = match field {
+                Field::Mitigations => {
+                    "Keep the mitigations under 3000 characters, without control characters."
+                }
+                _ => {
+                    "Findings are required (and under 3000 characters, without control characters)."
+                }
+            };
             return Err(WorkflowError::InvalidField {
                 field,
-                message:
-                    "Findings are required (and under 3000 characters, without control characters)."
-                        .into(),
+                message: message.into(),
             });
         }
         let dimension = gov

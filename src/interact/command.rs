@@ -11,7 +11,12 @@ pub enum Command {
     List,
     Pending,
     Status(String),
-    Withdraw { reference: String, reason: String },
+    Withdraw {
+        reference: String,
+        reason: String,
+    },
+    /// Opens the revocation form for a granted exception.
+    Revoke(String),
     Unknown(String),
 }
 
@@ -26,6 +31,7 @@ impl Command {
             "list" | "mine" => Command::List,
             "pending" | "todo" => Command::Pending,
             "status" => Command::Status(rest.to_string()),
+            "revoke" => Command::Revoke(rest.to_string()),
             "withdraw" => {
                 let (reference, reason) =
                     rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -77,6 +83,7 @@ pub fn help(platform: Platform, prefix: Option<String>) -> Message {
             format!("{cmd} status AIX-0042: one request's timeline"),
             format!("{cmd} pending: what is waiting on you"),
             format!("{cmd} withdraw AIX-0042 [reason]: withdraw your request before a decision"),
+            format!("{cmd} revoke AIX-0042: revoke a granted exception (revokers and its tier's approvers)"),
             format!("{cmd} help: this message"),
         ]
         .join("\n"),
@@ -107,6 +114,10 @@ mod tests {
                 reference: "AIX-7".into(),
                 reason: "not needed anymore".into()
             }
+        );
+        assert_eq!(
+            Command::parse("revoke aix-12"),
+            Command::Revoke("aix-12".into())
         );
         assert_eq!(
             Command::parse("frobnicate now"),

@@ -35,17 +35,19 @@ pub enum FormKind {
     Feedback,
     Approve,
     Reject,
+    Revoke,
     Attest,
 }
 
 impl FormKind {
-    pub const ALL: [FormKind; 7] = [
+    pub const ALL: [FormKind; 8] = [
         FormKind::Intake,
         FormKind::SendBack,
         FormKind::Assess,
         FormKind::Feedback,
         FormKind::Approve,
         FormKind::Reject,
+        FormKind::Revoke,
         FormKind::Attest,
     ];
 
@@ -57,6 +59,7 @@ impl FormKind {
             FormKind::Feedback => "feedback",
             FormKind::Approve => "approve",
             FormKind::Reject => "reject",
+            FormKind::Revoke => "revoke",
             FormKind::Attest => "attest",
         }
     }
@@ -73,7 +76,7 @@ impl FormKind {
             FormKind::Assess => Field::Findings,
             FormKind::Feedback => Field::Recommendation,
             FormKind::Approve => Field::Start,
-            FormKind::Reject => Field::Reason,
+            FormKind::Reject | FormKind::Revoke => Field::Reason,
             FormKind::Attest => Field::Note,
         }
     }
@@ -540,6 +543,26 @@ pub fn reject(r: &ExceptionRequest) -> FormSpec {
     }
 }
 
+/// Revoking a granted exception: the reason is told to its requester and owner and
+/// announced to the affected teams.
+pub fn revoke(r: &ExceptionRequest) -> FormSpec {
+    FormSpec {
+        kind: FormKind::Revoke,
+        title: "Revoke".into(),
+        submit: "Revoke".into(),
+        meta: FormMeta::of(r, None),
+        subject: subject(r),
+        notes: vec![
+            "Revoking ends the exception now: it may no longer be used, and its requester, owner and teams are told why.".into(),
+        ],
+        fields: vec![field(
+            Field::Reason,
+            "Reason (shown to the requester, the owner and the affected teams)",
+            text(true, 3000),
+        )],
+    }
+}
+
 pub fn attest(r: &ExceptionRequest, answer: AttestationAnswer) -> FormSpec {
     let label = match answer {
         AttestationAnswer::StillNeeded => "Still needed",
@@ -697,8 +720,10 @@ fn parse_date(e: &mut FieldErrors, field: Field, value: &str) -> Option<NaiveDat
     }
 }
 
-/// The decision form as submitted: terms and the typed confirmation.
-pub fn parse_approval(v: &Values) -> Result<(Terms, Option<String>), FieldErrors> {
+/// The decision form as submitted: terms, the typed confirmation, and the form slot
+/// each of the terms' conditions came from (blank slots are skipped, so the domain's
+/// condition 2 may be the form's slot 3).
+pub fn parse_approval(v: &Values) -> Result<(Terms, Option<String>, Vec<u8>), FieldErrors> {
     let mut e = FieldErrors::new();
     let start = parse_date(&mut e, Field::Start, &v.date(Field::Start));
     let expiry = parse_date(&mut e, Field::Expiry, &v.date(Field::Expiry));
@@ -707,6 +732,7 @@ pub fn parse_approval(v: &Values) -> Result<(Terms, Option<String>), FieldErrors
         e.insert(Field::MonitoringOwner, "Name the monitoring owner.".into());
     }
     let mut conditions = Vec::new();
+    let mut slots = Vec::new();
     for i in 1..=CONDITION_SLOTS {
         let part = |p| Field::Condition(i, p);
         let text = v.text(part(ConditionPart::Text));
@@ -736,6 +762,7 @@ pub fn parse_approval(v: &Values) -> Result<(Terms, Option<String>), FieldErrors
             owner,
             due,
         });
+        slots.push(i);
     }
     match (start, expiry, owner) {
         (Some(start), Some(expiry), Some(monitoring_owner)) if e.is_empty() => {
@@ -748,16 +775,26 @@ pub fn parse_approval(v: &Values) -> Result<(Terms, Option<String>), FieldErrors
                     conditions,
                 },
                 confirmation,
+                slots,
             ))
         }
         _ => Err(e),
     }
 }
 
+/// What a submitted review form asks for: the action, and the form slot of each of
+/// its conditions (to put the domain's errors about condition `n` on the right slot).
+#[derive(Debug)]
+pub struct Submission {
+    pub action: Action,
+    pub slots: Vec<u8>,
+}
+
 /// The action a submitted review form asks for (every form but intake). `meta.a`
 /// carries the assessing role or the attestation answer the form was opened with.
-pub fn action(kind: FormKind, meta: &FormMeta, v: &Values) -> Result<Action, Invalid> {
-    Ok(match kind {
+pub fn action(kind: FormKind, meta: &FormMeta, v: &Values) -> Result<Submission, Invalid> {
+    let mut slots = Vec::new();
+    let action = match kind {
         FormKind::Intake => return Err(Invalid::Malformed("the intake form files no action")),
         FormKind::SendBack => Action::SendBack {
             questions: v.text(Field::Questions),
@@ -784,13 +821,17 @@ pub fn action(kind: FormKind, meta: &FormMeta, v: &Values) -> Result<Action, Inv
             }
         }
         FormKind::Approve => {
-            let (terms, confirmation) = parse_approval(v).map_err(Invalid::Fields)?;
+            let (terms, confirmation, used) = parse_approval(v).map_err(Invalid::Fields)?;
+            slots = used;
             Action::Approve {
                 terms,
                 confirmation,
             }
         }
         FormKind::Reject => Action::Reject {
+            reason: v.text(Field::Reason),
+        },
+        FormKind::Revoke => Action::Revoke {
             reason: v.text(Field::Reason),
         },
         FormKind::Attest => {
@@ -804,7 +845,8 @@ pub fn action(kind: FormKind, meta: &FormMeta, v: &Values) -> Result<Action, Inv
                 note: v.text(Field::Note),
             }
         }
-    })
+    };
+    Ok(Submission { action, slots })
 }
 
 /// Why a submission did not become an action.
@@ -816,15 +858,24 @@ pub enum Invalid {
     Malformed(&'static str),
 }
 
-/// A refusal, as errors next to the fields of `kind`'s form: the fields it names, or
-/// the form's first field.
-pub fn refusal_errors(kind: FormKind, error: &WorkflowError) -> FieldErrors {
+/// A refusal, as errors next to the fields of `kind`'s form: the fields it names (a
+/// condition's on the slot it was entered in, `slots` from [`Submission`]), or the
+/// form's first field.
+pub fn refusal_errors(kind: FormKind, error: &WorkflowError, slots: &[u8]) -> FieldErrors {
     let fields = error.field_errors();
     if fields.is_empty() {
-        FieldErrors::from([(kind.first_field(), error.to_string())])
-    } else {
-        fields
+        return FieldErrors::from([(kind.first_field(), error.to_string())]);
     }
+    fields
+        .into_iter()
+        .map(|(field, message)| match field {
+            Field::Condition(n, part) => {
+                let slot = slots.get(usize::from(n).wrapping_sub(1)).copied();
+                (Field::Condition(slot.unwrap_or(n), part), message)
+            }
+            other => (other, message),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -883,24 +934,25 @@ mod tests {
             latest: NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
         };
         assert_eq!(
-            refusal_errors(FormKind::Approve, &beyond)
+            refusal_errors(FormKind::Approve, &beyond, &[])
                 .keys()
                 .collect::<Vec<_>>(),
             vec![&Field::Expiry]
         );
-        let due = WorkflowError::InvalidField {
-            field: Field::Condition(3, ConditionPart::Due),
-            message: "Condition 3 must be due …".into(),
+        // The domain's condition 2 was entered in slot 3 (slot 2 was left blank).
+        let second = WorkflowError::InvalidField {
+            field: Field::Condition(2, ConditionPart::Due),
+            message: "Condition 2 must be due …".into(),
         };
         assert_eq!(
-            refusal_errors(FormKind::Approve, &due),
+            refusal_errors(FormKind::Approve, &second, &[1, 3]),
             FieldErrors::from([(
                 Field::Condition(3, ConditionPart::Due),
-                "Condition 3 must be due …".to_string()
+                "Condition 2 must be due …".to_string()
             )])
         );
         assert_eq!(
-            refusal_errors(FormKind::Reject, &WorkflowError::MissingReason),
+            refusal_errors(FormKind::Reject, &WorkflowError::MissingReason, &[]),
             FieldErrors::from([(Field::Reason, "A reason is required.".to_string())])
         );
     }

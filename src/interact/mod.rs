@@ -125,7 +125,44 @@ pub async fn command(
         Command::Withdraw { reference, reason } => {
             Reply::Message(withdraw(svc, me, &reference, reason, now).await?)
         }
+        Command::Revoke(reference) => revoke(svc, me, &reference, now).await?,
     })
+}
+
+/// `revoke REF`: the revocation form, for someone who may revoke it now.
+async fn revoke(
+    svc: &Service,
+    me: PersonId,
+    reference: &str,
+    now: Timestamp,
+) -> Result<Reply, ServiceError> {
+    let Some(id) = RequestId::parse(reference) else {
+        return Ok(Reply::Message(text(format!(
+            "\"{}\" is not a reference like AIX-0042.",
+            reference.trim()
+        ))));
+    };
+    let Some(r) = svc.request(id).await? else {
+        return Ok(Reply::Message(text(format!("{id} does not exist."))));
+    };
+    // Decide now, as the domain would on submission, so nobody fills in a form they
+    // cannot submit.
+    let probe = Action::Revoke {
+        reason: "probe".into(),
+    };
+    let actor = Actor::Person(me);
+    if let Err(error) = r.apply(&actor, r.version(), probe, svc.governance(), now) {
+        let refusal = Refusal {
+            actor,
+            seen: r.version(),
+            action: "revoke",
+            reply_to: None,
+            idempotency_key: None,
+        };
+        svc.refuse(&refusal, &r, &error, now).await?;
+        return Ok(Reply::Refused(text(error.to_string())));
+    }
+    Ok(Reply::Form(form::revoke(&r)))
 }
 
 async fn withdraw(
@@ -555,26 +592,31 @@ pub async fn submit(
     let (Some(id), Some(seen)) = (meta.request(), meta.v) else {
         return Ok(Reply::BadRequest("a form without a request"));
     };
-    let action = if kind == FormKind::Intake {
+    let submission = if kind == FormKind::Intake {
         let input = form::parse_intake(&values);
         match RequestContent::parse(&input, &gov, now.date()) {
-            Ok(content) => Action::Update {
-                content: Box::new(content),
-                note: Some("answers to the reviewer's questions".into()),
+            Ok(content) => form::Submission {
+                action: Action::Update {
+                    content: Box::new(content),
+                    note: Some("answers to the reviewer's questions".into()),
+                },
+                slots: Vec::new(),
             },
             Err(fields) => return Ok(Reply::FieldErrors(fields)),
         }
     } else {
         match form::action(kind, &meta, &values) {
-            Ok(action) => action,
+            Ok(submission) => submission,
             Err(form::Invalid::Fields(fields)) => return Ok(Reply::FieldErrors(fields)),
             Err(form::Invalid::Malformed(why)) => return Ok(Reply::BadRequest(why)),
         }
     };
-    let attempt = Attempt::new(Actor::Person(me), id, seen, action);
+    let attempt = Attempt::new(Actor::Person(me), id, seen, submission.action);
     Ok(match svc.act(attempt, now).await {
         Ok(Acted::Applied { .. } | Acted::Duplicate) => Reply::Ack,
-        Ok(Acted::Refused { error, .. }) => Reply::FieldErrors(form::refusal_errors(kind, &error)),
+        Ok(Acted::Refused { error, .. }) => {
+            Reply::FieldErrors(form::refusal_errors(kind, &error, &submission.slots))
+        }
         Err(ServiceError::NotFound(id)) => first(format!("{id} does not exist.")),
         Err(e) => return Err(e),
     })
@@ -600,8 +642,9 @@ pub async fn thread_reply(
         return Ok(Reply::Ack);
     }
     // A reply can beat the delivery worker's record of where the card was posted by a
-    // few milliseconds; in channels where cards go, wait briefly (Slack allows 3 s)
-    // before deciding the thread is not a card's.
+    // few milliseconds; in channels where cards go, wait briefly (under a second, well
+    // within the time platforms give a bot to answer) before deciding the thread is
+    // not a card's.
     let ours = svc.governance().roles.values().any(|r| {
         let channel = match platform {
             Platform::Slack => r.channels.slack.as_deref(),

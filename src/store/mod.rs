@@ -330,12 +330,12 @@ impl Store {
         Ok(())
     }
 
-    /// A cheap round trip, for readiness checks.
     /// Changes waiting for the writer, and the room there is for them.
     pub fn writer_backlog(&self) -> (usize, usize) {
         self.writer.backlog()
     }
 
+    /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

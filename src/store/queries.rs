@@ -125,12 +125,23 @@ impl Store {
                  ORDER BY stage_since LIMIT {l}"
             ));
         }
-        // Open conditions the person owns.
+        // Open conditions the person owns, of exceptions where they can still be done.
         let p = sql.bind(Bind::Text(person()));
+        let states = sql.texts(
+            [
+                State::Approved,
+                State::Active,
+                State::ReviewDue,
+                State::Suspended,
+            ]
+            .map(|s| s.as_str().to_string()),
+        );
         let l = sql.bind(Bind::Int(limit));
         sql.branch(format!(
-            "SELECT DISTINCT request_id AS id FROM conditions WHERE owner = {p} \
-             AND done_at IS NULL LIMIT {l}"
+            "SELECT DISTINCT c.request_id AS id FROM conditions c \
+             JOIN requests r ON r.id = c.request_id \
+             WHERE c.owner = {p} AND c.done_at IS NULL AND r.state IN ({states}) \
+             ORDER BY c.request_id LIMIT {l}"
         ));
         // Requests sent back to the person.
         let p = sql.bind(Bind::Text(person()));

@@ -129,7 +129,7 @@ impl TestDb {
     }
 
     pub async fn service(&self) -> Service {
-        Service::new(self.store().await, gov())
+        Service::new(self.store().await, gov(), waiver::clock::Clock::System)
     }
 }
 
