@@ -108,6 +108,42 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://waiver.db";
 pub const DEFAULT_GOVERNANCE: &str = "manifests/governance.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+pub const DEFAULT_TEAMS_OPENID_METADATA_URL: &str =
+    "https://login.botframework.com/v1/.well-known/openidconfiguration";
+pub const DEFAULT_TEAMS_SERVICE_URLS: &str = "https://smba.trafficmanager.net/";
+
+/// Microsoft Teams, through the Bot Framework (a single-tenant bot).
+#[derive(Clone, Debug)]
+pub struct TeamsConfig {
+    /// The bot's Microsoft App ID: the audience of inbound tokens.
+    pub app_id: String,
+    pub app_password: Secret,
+    /// The tenant the bot is registered in (its outbound tokens come from there).
+    pub tenant_id: String,
+    pub openid_metadata_url: String,
+    pub token_url: String,
+    /// The serviceUrl prefixes the bot will ever call.
+    pub service_urls: Vec<String>,
+}
+
+impl TeamsConfig {
+    /// Whether the bot may call `service_url` (one of the allowed prefixes).
+    pub fn allows_service_url(&self, service_url: &str) -> bool {
+        self.service_urls
+            .iter()
+            .any(|prefix| service_url.starts_with(prefix.as_str()))
+    }
+}
+
+/// The variables that configure Teams.
+pub const TEAMS_VARIABLES: [&str; 6] = [
+    "TEAMS_APP_ID",
+    "TEAMS_APP_PASSWORD",
+    "TEAMS_TENANT_ID",
+    "TEAMS_OPENID_METADATA_URL",
+    "TEAMS_TOKEN_URL",
+    "TEAMS_SERVICE_URLS",
+];
 
 #[derive(Clone, Debug)]
 pub struct SlackConfig {
@@ -124,6 +160,7 @@ pub struct Config {
     pub governance: PathBuf,
     pub listen: SocketAddr,
     pub slack: Option<SlackConfig>,
+    pub teams: Option<TeamsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +174,15 @@ pub enum ConfigError {
     },
     #[error("SLACK_API_URL={0:?} is not an http(s) URL")]
     SlackApiUrl(String),
+    #[error(
+        "{set} is set but {missing} is not: Teams needs TEAMS_APP_ID, TEAMS_APP_PASSWORD and TEAMS_TENANT_ID"
+    )]
+    TeamsIncomplete {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error("{name}={value:?} is not an http(s) URL")]
+    TeamsUrl { name: &'static str, value: String },
 }
 
 impl Config {
@@ -181,6 +227,7 @@ impl Config {
                 })
             }
         };
+        let teams = teams(&get)?;
         Ok(Self {
             database_url: get("WAIVER_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             governance: get("WAIVER_GOVERNANCE")
@@ -188,8 +235,54 @@ impl Config {
                 .into(),
             listen,
             slack,
+            teams,
         })
     }
+}
+
+fn http_url(name: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value)
+    } else {
+        Err(ConfigError::TeamsUrl { name, value })
+    }
+}
+
+/// Teams' settings: none set is no Teams; some set needs the three credentials.
+fn teams(get: &impl Fn(&str) -> Option<String>) -> Result<Option<TeamsConfig>, ConfigError> {
+    let Some(set) = TEAMS_VARIABLES.into_iter().find(|v| get(v).is_some()) else {
+        return Ok(None);
+    };
+    let required = ["TEAMS_APP_ID", "TEAMS_APP_PASSWORD", "TEAMS_TENANT_ID"];
+    if let Some(missing) = required.into_iter().find(|v| get(v).is_none()) {
+        return Err(ConfigError::TeamsIncomplete { set, missing });
+    }
+    let value = |name: &str| get(name).unwrap_or_default();
+    let tenant_id = value("TEAMS_TENANT_ID");
+    let token_url = get("TEAMS_TOKEN_URL").unwrap_or_else(|| {
+        format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token")
+    });
+    let service_urls: Vec<String> = get("TEAMS_SERVICE_URLS")
+        .unwrap_or_else(|| DEFAULT_TEAMS_SERVICE_URLS.into())
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for u in &service_urls {
+        http_url("TEAMS_SERVICE_URLS", u.clone())?;
+    }
+    Ok(Some(TeamsConfig {
+        app_id: value("TEAMS_APP_ID"),
+        app_password: Secret::new(value("TEAMS_APP_PASSWORD")),
+        tenant_id,
+        openid_metadata_url: http_url(
+            "TEAMS_OPENID_METADATA_URL",
+            get("TEAMS_OPENID_METADATA_URL")
+                .unwrap_or_else(|| DEFAULT_TEAMS_OPENID_METADATA_URL.into()),
+        )?,
+        token_url: http_url("TEAMS_TOKEN_URL", token_url)?,
+        service_urls,
+    }))
 }
 
 #[cfg(test)]
@@ -274,6 +367,49 @@ mod tests {
             shown.contains("postgres://u:***@h/db?password=***"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn teams_needs_its_three_credentials_once_any_teams_variable_is_set() {
+        assert!(config(&[]).unwrap().teams.is_none());
+        let err = config(&[("TEAMS_SERVICE_URLS", "https://smba.trafficmanager.net/")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "TEAMS_SERVICE_URLS is set but TEAMS_APP_ID is not: Teams needs TEAMS_APP_ID, TEAMS_APP_PASSWORD and TEAMS_TENANT_ID"
+        );
+        assert!(matches!(
+            config(&[("TEAMS_APP_ID", "a"), ("TEAMS_TENANT_ID", "t")]),
+            Err(ConfigError::TeamsIncomplete {
+                missing: "TEAMS_APP_PASSWORD",
+                ..
+            })
+        ));
+        let c = config(&[
+            ("TEAMS_APP_ID", "app"),
+            ("TEAMS_APP_PASSWORD", "pw-secret"),
+            ("TEAMS_TENANT_ID", "tenant-1"),
+        ])
+        .unwrap();
+        let t = c.teams.unwrap();
+        assert_eq!(
+            t.token_url,
+            "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/token"
+        );
+        assert_eq!(t.openid_metadata_url, DEFAULT_TEAMS_OPENID_METADATA_URL);
+        assert!(t.allows_service_url("https://smba.trafficmanager.net/emea/"));
+        assert!(!t.allows_service_url("https://evil.example/smba.trafficmanager.net/"));
+        assert!(!format!("{t:?}").contains("pw-secret"));
+        assert!(matches!(
+            config(&[
+                ("TEAMS_APP_ID", "app"),
+                ("TEAMS_APP_PASSWORD", "pw"),
+                ("TEAMS_TENANT_ID", "t"),
+                ("TEAMS_TOKEN_URL", "ftp://x"),
+            ]),
+            Err(ConfigError::TeamsUrl { .. })
+        ));
     }
 
     #[test]

@@ -300,6 +300,7 @@ async fn walk(dir: &std::path::Path, governance_path: &std::path::Path) -> anyho
             bot_token: Secret::new(TOKEN),
             api_url: slack.api_url(),
         }),
+        teams: None,
     };
     let listener = TcpListener::bind(config.listen).await?;
     let options = Options {

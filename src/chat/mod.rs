@@ -13,6 +13,15 @@ use crate::message::{Outgoing, Platform, Posted};
 
 pub mod plan;
 pub mod slack;
+pub mod teams;
+
+/// Installs ring as the process-wide rustls provider (idempotent). Every TLS user in
+/// this binary (the Slack and Teams clients, sqlx) is built on ring, and reqwest is
+/// built without a provider of its own: it needs one installed before a client is
+/// built.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Why a delivery attempt did not succeed, as the surface classified its error.
 #[derive(Debug)]

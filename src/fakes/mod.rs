@@ -7,4 +7,5 @@
 //! `tests/architecture.rs` keeps it that way.
 
 pub mod slack;
+pub mod teams;
 pub mod testkit;

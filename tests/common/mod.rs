@@ -243,6 +243,7 @@ pub fn config(db: &TestDb, api_url: String) -> waiver::config::Config {
             bot_token: waiver::config::Secret::new(BOT_TOKEN),
             api_url,
         }),
+        teams: None,
     }
 }
 

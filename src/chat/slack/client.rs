@@ -22,17 +22,10 @@ pub struct SlackApi {
     token: SlackApiToken,
 }
 
-/// Installs ring as the process-wide rustls provider (idempotent). Every TLS user in
-/// this binary (the Slack client, sqlx) is built on ring; installing it explicitly
-/// keeps a second provider pulled in by some dependency from panicking at start.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl SlackApi {
     /// A client for the Web API at `api_url` (e.g. `https://slack.com/api`).
     pub fn new(api_url: &str, bot_token: &Secret) -> std::io::Result<Self> {
-        install_crypto_provider();
+        crate::chat::install_tls_provider();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()?
             .https_or_http()

@@ -1,0 +1,4 @@
+//! The Microsoft Teams adapter: Bot Framework authentication, activity parsing,
+//! Adaptive Card rendering and Bot Connector delivery.
+
+pub mod auth;
