@@ -11,13 +11,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::chat::Surface;
 use crate::chat::slack::client::SlackApi;
 use crate::chat::slack::inbound::SlackEdge;
+use crate::chat::teams::auth::Verifier;
+use crate::chat::teams::deliver::TeamsDelivery;
+use crate::chat::teams::inbound::TeamsEdge;
 use crate::clock::Clock;
 use crate::config::{Config, redact_url};
 use crate::delivery::{Deliverer, DeliveryConfig};
 use crate::governance;
 use crate::http::{self, AppState};
+use crate::message::Platform;
 use crate::service::Service;
 use crate::store::Store;
 
@@ -55,7 +60,7 @@ pub struct Options {
 }
 
 /// What `waiver serve` says when no chat platform is configured.
-pub const NO_PLATFORM: &str = "no chat platform is configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN (and SLACK_API_URL to use another Web API endpoint). To see Waiver work without a Slack workspace, run `waiver demo`.";
+pub const NO_PLATFORM: &str = "no chat platform is configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN (and SLACK_API_URL to use another Web API endpoint) for Slack, and/or TEAMS_APP_ID, TEAMS_APP_PASSWORD and TEAMS_TENANT_ID for Microsoft Teams. To see Waiver work without either, run `waiver demo`.";
 
 /// A running server.
 pub struct Running {
@@ -106,9 +111,9 @@ pub async fn start(
     listener: TcpListener,
     options: Options,
 ) -> anyhow::Result<Running> {
-    let Some(slack) = &config.slack else {
+    if config.slack.is_none() && config.teams.is_none() {
         anyhow::bail!(NO_PLATFORM);
-    };
+    }
     let gov = governance::load(&config.governance)?;
     let store = open_store_with(
         &config.database_url,
@@ -117,22 +122,60 @@ pub async fn start(
             .unwrap_or(crate::store::DEFAULT_WRITER_QUEUE),
     )
     .await?;
-    let service = Service::new(store.clone(), Arc::new(gov), options.clock.clone());
-    let api =
-        SlackApi::new(&slack.api_url, &slack.bot_token).context("cannot build the Slack client")?;
+    let mut platforms = Vec::new();
+    let mut surfaces = Vec::new();
     let tasks = tokio_util::task::TaskTracker::new();
-    let edge = SlackEdge {
-        signing_secret: slack.signing_secret.clone(),
-        api: api.clone(),
-        tasks: tasks.clone(),
+    let slack_edge = match &config.slack {
+        Some(slack) => {
+            let api = SlackApi::new(&slack.api_url, &slack.bot_token)
+                .context("cannot build the Slack client")?;
+            platforms.push(Platform::Slack);
+            surfaces.push(Surface::Slack(
+                crate::chat::slack::deliver::SlackDelivery::new(
+                    api.clone(),
+                    options.delivery.call_timeout,
+                ),
+            ));
+            Some(SlackEdge {
+                signing_secret: slack.signing_secret.clone(),
+                api,
+                tasks: tasks.clone(),
+            })
+        }
+        None => None,
     };
+    let teams_edge = match &config.teams {
+        Some(teams) => {
+            crate::chat::install_tls_provider();
+            let http = reqwest::Client::builder()
+                .build()
+                .context("cannot build the Teams client")?;
+            let delivery = Arc::new(TeamsDelivery::new(
+                teams.clone(),
+                http.clone(),
+                options.delivery.call_timeout,
+            ));
+            platforms.push(Platform::Teams);
+            surfaces.push(Surface::Teams(delivery.clone()));
+            Some(TeamsEdge {
+                verifier: Arc::new(Verifier::new(teams.clone(), http, options.clock.clone())),
+                delivery,
+                tasks: tasks.clone(),
+            })
+        }
+        None => None,
+    };
+    let service = Service::with_platforms(
+        store.clone(),
+        Arc::new(gov),
+        options.clock.clone(),
+        &platforms,
+    );
     let (stop, stopped) = watch::channel(false);
     let worker = (!options.no_delivery).then(|| {
-        let slack =
-            crate::chat::slack::deliver::SlackDelivery::new(api, options.delivery.call_timeout);
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
-            vec![crate::chat::Surface::Slack(slack)],
+            surfaces,
             options.delivery.clone(),
             service.outbox_ready(),
             options.clock.clone(),
@@ -151,7 +194,8 @@ pub async fn start(
     };
     let state = Arc::new(AppState {
         service: service.clone(),
-        slack: Some(edge),
+        slack: slack_edge,
+        teams: teams_edge,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "waiver is listening");

@@ -53,6 +53,9 @@ pub struct DeliveryConfig {
     /// How often to look for work when nothing signals it (other replicas' rows,
     /// retries coming due).
     pub idle_poll: Duration,
+    /// How long a message for a recipient the surface cannot reach yet waits before
+    /// it is tried again.
+    pub unreachable_wait: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -66,6 +69,7 @@ impl Default for DeliveryConfig {
             per_conversation: None,
             call_timeout: Duration::from_secs(10),
             idle_poll: Duration::from_millis(500),
+            unreachable_wait: Duration::from_secs(60),
         }
     }
 }
@@ -160,10 +164,18 @@ impl Deliverer {
                 Finish::Superseded => Some(&self.metrics.superseded),
                 Finish::Retry { .. } => Some(&self.metrics.retried),
                 Finish::Parked { .. } => Some(&self.metrics.parked),
-                Finish::Defer { .. } => None,
+                Finish::Defer { .. } | Finish::Wait { .. } => None,
             };
             if let Some(c) = counter {
                 c.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Finish::Wait { error, .. } = &finish {
+                tracing::warn!(
+                    outbox_id = row.id,
+                    target = %row.outgoing.to.target(),
+                    error = %error,
+                    "delivery: cannot reach the recipient yet; the message waits"
+                );
             }
             if let Finish::Parked { error } = &finish {
                 tracing::error!(
@@ -179,7 +191,7 @@ impl Deliverer {
         // Only deferrals: nothing was due yet, so wait rather than spin.
         let progressed = results
             .iter()
-            .filter(|(_, f)| !matches!(f, Finish::Defer { .. }))
+            .filter(|(_, f)| !matches!(f, Finish::Defer { .. } | Finish::Wait { .. }))
             .count();
         if let Err(e) = self
             .store
@@ -215,6 +227,12 @@ impl Deliverer {
             Err(Failure::MessageGone) => {
                 self.retry(row, "message_not_found".into(), Some(Duration::ZERO), false)
             }
+            Err(Failure::Unreachable(error)) => Finish::Wait {
+                at: Timestamp::from_millis(
+                    self.clock.now().millis() + self.config.unreachable_wait.as_millis() as i64,
+                ),
+                error,
+            },
         }
     }
 
@@ -308,7 +326,31 @@ impl Deliverer {
                 return Ok(Finish::Defer { at });
             }
         }
-        let posted = surface.post(m, row.id).await?;
+        let keys = surface.reference_keys(m);
+        let reference = if keys.is_empty() {
+            None
+        } else {
+            self.store
+                .conversation(m.platform, &keys)
+                .await
+                .map_err(|e| Failure::Transient {
+                    after: None,
+                    error: format!("store: {e}"),
+                    doubt: false,
+                })?
+        };
+        let posted = surface.post(m, row.id, reference.as_ref()).await?;
+        // A conversation the surface opened (a first direct message): remember it.
+        if let (Some(p), Some(key)) = (&posted, keys.first())
+            && let Some(r) = &p.reference
+            && reference.as_ref().is_none_or(|(k, _)| k != key)
+            && let Err(e) = self
+                .store
+                .remember_conversation(m.platform, key, r, self.clock.now())
+                .await
+        {
+            tracing::warn!(error = %e, "delivery: cannot remember a new conversation");
+        }
         Ok(Finish::Sent { posted })
     }
 

@@ -133,6 +133,14 @@ impl ButtonAction {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
+
+    /// Whether the button opens a form (the rest change state at once).
+    pub fn opens_form(self) -> bool {
+        !matches!(
+            self,
+            ButtonAction::Complete | ButtonAction::Withdraw | ButtonAction::MarkDone
+        )
+    }
 }
 
 /// What a button does when clicked. The value it carries identifies the request and

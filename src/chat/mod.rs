@@ -37,18 +37,23 @@ pub enum Failure {
     Permanent(String),
     /// The message a card update targets no longer exists.
     MessageGone,
+    /// The surface cannot reach the recipient yet (the app is not installed for
+    /// them): the message waits, it is never dropped.
+    Unreachable(String),
 }
 
 /// A surface the delivery worker can send through.
 #[derive(Clone)]
 pub enum Surface {
     Slack(slack::deliver::SlackDelivery),
+    Teams(std::sync::Arc<teams::deliver::TeamsDelivery>),
 }
 
 impl Surface {
     pub fn platform(&self) -> Platform {
         match self {
             Surface::Slack(_) => Platform::Slack,
+            Surface::Teams(_) => Platform::Teams,
         }
     }
 
@@ -56,6 +61,7 @@ impl Surface {
     pub fn pace(&self) -> Duration {
         match self {
             Surface::Slack(_) => slack::deliver::PACE,
+            Surface::Teams(_) => teams::deliver::PACE,
         }
     }
 
@@ -64,6 +70,7 @@ impl Surface {
     pub fn is_paced(&self, m: &Outgoing) -> bool {
         match self {
             Surface::Slack(_) => !matches!(m.to, crate::message::Address::Ephemeral { .. }),
+            Surface::Teams(_) => true,
         }
     }
 
@@ -71,14 +78,38 @@ impl Surface {
     pub fn conversation<'a>(&self, m: &'a Outgoing) -> &'a str {
         match self {
             Surface::Slack(_) => slack::deliver::SlackDelivery::conversation(&m.to),
+            Surface::Teams(_) => match &m.to {
+                crate::message::Address::Channel { channel } => channel,
+                crate::message::Address::Direct { user } => user,
+                crate::message::Address::Ephemeral { channel, .. } => channel,
+            },
         }
     }
 
-    /// Posts `m`; where it now is, unless it leaves no message to update (an
-    /// ephemeral).
-    pub async fn post(&self, m: &Outgoing, outbox_id: i64) -> Result<Option<Posted>, Failure> {
+    /// The addresses whose stored conversation reference a post to `m.to` needs, in
+    /// order of preference (none: the surface reaches addresses by their ids).
+    pub fn reference_keys(&self, m: &Outgoing) -> Vec<String> {
         match self {
-            Surface::Slack(s) => s.post(m, outbox_id).await,
+            Surface::Slack(_) => Vec::new(),
+            Surface::Teams(t) => t.reference_keys(m),
+        }
+    }
+
+    /// Posts `m` (with the first stored reference of [`Surface::reference_keys`], as
+    /// (address, reference)); where it now is, unless it leaves no message to update
+    /// (an ephemeral). A reference the post created is in the returned `Posted`.
+    pub async fn post(
+        &self,
+        m: &Outgoing,
+        outbox_id: i64,
+        reference: Option<&(String, String)>,
+    ) -> Result<Option<Posted>, Failure> {
+        match self {
+            Surface::Slack(s) => {
+                let _ = reference;
+                s.post(m, outbox_id).await
+            }
+            Surface::Teams(t) => t.post(m, reference).await,
         }
     }
 
@@ -86,6 +117,7 @@ impl Surface {
     pub async fn update(&self, at: &Posted, m: &Outgoing) -> Result<Posted, Failure> {
         match self {
             Surface::Slack(s) => s.update(at, m).await,
+            Surface::Teams(t) => t.update(at, m).await,
         }
     }
 
@@ -99,6 +131,10 @@ impl Surface {
     ) -> Result<Option<Posted>, Failure> {
         match self {
             Surface::Slack(s) => s.find(m, outbox_id, since).await,
+            // The Bot Connector cannot list a conversation's messages.
+            Surface::Teams(_) => Err(Failure::Permanent(
+                "the Bot Connector cannot look up a post".into(),
+            )),
         }
     }
 }

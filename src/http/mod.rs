@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 
 use crate::chat::slack::inbound::{self, SlackEdge};
 use crate::chat::slack::verify::{BODY_LIMIT, SignedBody, SlackSecret};
+use crate::chat::teams::inbound::{self as teams, TeamsEdge};
 use crate::config::Secret;
 use crate::service::Service;
 
@@ -19,6 +20,7 @@ use crate::service::Service;
 pub struct AppState {
     pub service: Service,
     pub slack: Option<SlackEdge>,
+    pub teams: Option<TeamsEdge>,
 }
 
 impl SlackSecret for Arc<AppState> {
@@ -34,6 +36,9 @@ impl SlackSecret for Arc<AppState> {
 /// The routes a Slack app's manifest points at.
 pub const SLACK_ROUTES: [&str; 3] = ["/slack/commands", "/slack/interactions", "/slack/events"];
 
+/// The route the Bot Framework posts Teams activities to.
+pub const TEAMS_ROUTE: &str = "/api/messages";
+
 /// Every route Waiver serves.
 pub fn router(state: Arc<AppState>) -> Router {
     let [commands, interactions, events] = SLACK_ROUTES;
@@ -43,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(commands, post(slack_commands))
         .route(interactions, post(slack_interactions))
         .route(events, post(slack_events))
+        .route(TEAMS_ROUTE, post(teams_activity))
         // The Slack extractor enforces its own limit (413) before verifying.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -80,4 +86,15 @@ async fn slack_interactions(State(state): State<Arc<AppState>>, body: SignedBody
 
 async fn slack_events(State(state): State<Arc<AppState>>, body: SignedBody) -> Response {
     inbound::event(&state.service, slack(&state), body.bytes()).await
+}
+
+async fn teams_activity(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(edge) = &state.teams else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    teams::activity(&state.service, edge, &headers, &body).await
 }

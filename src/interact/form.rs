@@ -588,6 +588,55 @@ pub fn attest(r: &ExceptionRequest, answer: AttestationAnswer) -> FormSpec {
 // ---------------------------------------------------------------------------------
 // What comes back.
 
+/// What kind of value an input holds, whatever form it is on (for surfaces whose
+/// submissions arrive as plain strings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    Text,
+    Choice,
+    /// Several choices (a surface may send them comma-separated).
+    Choices,
+    Date,
+    Person,
+}
+
+pub fn value_kind(field: Field) -> ValueKind {
+    match field {
+        Field::Policy
+        | Field::ExceptionType
+        | Field::Department
+        | Field::Likelihood
+        | Field::Impact
+        | Field::Recommendation => ValueKind::Choice,
+        Field::ScopeDepartments | Field::DataCategories | Field::Regions => ValueKind::Choices,
+        Field::Start | Field::End | Field::Expiry | Field::Condition(_, ConditionPart::Due) => {
+            ValueKind::Date
+        }
+        Field::BusinessOwner
+        | Field::MonitoringOwner
+        | Field::Condition(_, ConditionPart::Owner) => ValueKind::Person,
+        _ => ValueKind::Text,
+    }
+}
+
+impl FormSpec {
+    /// The same form showing what was entered (to show it again with errors).
+    pub fn with_values(mut self, v: &Values) -> Self {
+        for f in &mut self.fields {
+            if let Some(value) = v.get(f.field) {
+                f.initial = match value.clone() {
+                    Value::Text(t) => Initial::Text(t),
+                    Value::Choice(c) => Initial::Choice(c),
+                    Value::Choices(c) => Initial::Choices(c),
+                    Value::Date(d) => Initial::Date(d),
+                    Value::Person(p) => Initial::Person(p),
+                };
+            }
+        }
+        self
+    }
+}
+
 /// One submitted value, as the surface read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -618,7 +667,7 @@ impl Values {
         self
     }
 
-    fn get(&self, field: Field) -> Option<&Value> {
+    pub fn get(&self, field: Field) -> Option<&Value> {
         self.0.get(&field.id())
     }
 

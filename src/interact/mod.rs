@@ -622,6 +622,44 @@ pub async fn submit(
     })
 }
 
+/// The form `kind` as it was opened for `meta`, showing `values` (a surface that must
+/// render a form again to show field errors asks for it here).
+pub async fn reopen(
+    svc: &Service,
+    kind: FormKind,
+    meta: &FormMeta,
+    values: &Values,
+    now: Timestamp,
+) -> Result<Option<FormSpec>, ServiceError> {
+    let gov = svc.governance().clone();
+    let request = match meta.request().or(meta.renews()) {
+        Some(id) => svc.request(id).await?,
+        None => None,
+    };
+    let spec = match (kind, request) {
+        (FormKind::Intake, None) if meta.r.is_none() && meta.renews.is_none() => {
+            form::intake(&gov, None, FormMeta::default())
+        }
+        (FormKind::Intake, Some(r)) if meta.renews.is_some() => form::renew(&gov, &r, now.date()),
+        (FormKind::Intake, Some(r)) => form::update(&gov, &r),
+        (FormKind::SendBack, Some(r)) => form::send_back(&r),
+        (FormKind::Assess, Some(r)) => match meta.a.clone() {
+            Some(role) => form::assess(&gov, &r, &RoleId::new(role)),
+            None => return Ok(None),
+        },
+        (FormKind::Feedback, Some(r)) => form::feedback(&r),
+        (FormKind::Approve, Some(r)) => form::approve(&gov, &r, now.date()),
+        (FormKind::Reject, Some(r)) => form::reject(&r),
+        (FormKind::Revoke, Some(r)) => form::revoke(&r),
+        (FormKind::Attest, Some(r)) => match meta.a.as_deref().and_then(AttestationAnswer::parse) {
+            Some(answer) => form::attest(&r, answer),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(spec.with_values(values)))
+}
+
 // ---------------------------------------------------------------------------------
 // Thread replies.
 

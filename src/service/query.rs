@@ -71,6 +71,20 @@ impl Service {
             .await?)
     }
 
+    /// Remembers how `platform` reaches `address` (the surface's own reference).
+    pub async fn remember(
+        &self,
+        platform: Platform,
+        address: &str,
+        reference: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        Ok(self
+            .store
+            .remember_conversation(platform, address, reference, now)
+            .await?)
+    }
+
     /// Requests `me` filed, newest first.
     pub async fn requests_by(
         &self,

@@ -164,7 +164,7 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 6] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 7] = [
         (
             1,
             "init",
@@ -200,6 +200,12 @@ fn migrator(backend: Backend) -> Migrator {
             "surfaces",
             include_str!("../../migrations/sqlite/0006_surfaces.sql"),
             include_str!("../../migrations/postgres/0006_surfaces.sql"),
+        ),
+        (
+            7,
+            "conversations",
+            include_str!("../../migrations/sqlite/0007_conversations.sql"),
+            include_str!("../../migrations/postgres/0007_conversations.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -103,6 +103,9 @@ pub enum Finish {
     Parked { error: String },
     /// Not attempted (the conversation is paced): try at `at`, attempt not counted.
     Defer { at: Timestamp },
+    /// Not deliverable yet (the surface cannot reach the address: the app is not
+    /// installed there): kept, tried again at `at`, the reason shown to operators.
+    Wait { at: Timestamp, error: String },
 }
 
 impl Store {
@@ -248,6 +251,49 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Remembers how `platform` reaches `address` (its own reference, opaque here).
+    pub async fn remember_conversation(
+        &self,
+        platform: Platform,
+        address: &str,
+        reference: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO conversations (platform, address, reference, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (platform, address) DO UPDATE \
+             SET reference = excluded.reference, updated_at = excluded.updated_at",
+        )
+        .bind(platform.as_str())
+        .bind(address)
+        .bind(reference)
+        .bind(now.millis())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// How `platform` reaches the first of `addresses` it knows: (address, reference).
+    pub async fn conversation(
+        &self,
+        platform: Platform,
+        addresses: &[String],
+    ) -> Result<Option<(String, String)>> {
+        for address in addresses {
+            let row = sqlx::query(
+                "SELECT reference FROM conversations WHERE platform = $1 AND address = $2",
+            )
+            .bind(platform.as_str())
+            .bind(address.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+            if let Some(r) = row {
+                return Ok(Some((address.clone(), r.try_get("reference")?)));
+            }
+        }
+        Ok(None)
     }
 
     /// Forgets a card whose message is gone, so the next message posts it anew.
@@ -460,6 +506,18 @@ pub(super) async fn write_outcomes(
                 .bind(at.millis())
                 .bind(error.as_str())
                 .bind(i64::from(*in_doubt))
+                .bind(row.id)
+                .execute(&mut *conn)
+                .await?;
+                delay_queue(conn, row, *at).await?;
+            }
+            Finish::Wait { at, error } => {
+                sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $1, attempts = attempts - 1, last_error = $2, \
+                     in_doubt = 0, lease_until = NULL WHERE id = $3",
+                )
+                .bind(at.millis())
+                .bind(error.as_str())
                 .bind(row.id)
                 .execute(&mut *conn)
                 .await?;

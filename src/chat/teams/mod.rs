@@ -2,3 +2,6 @@
 //! Adaptive Card rendering and Bot Connector delivery.
 
 pub mod auth;
+pub mod cards;
+pub mod deliver;
+pub mod inbound;

@@ -127,6 +127,61 @@ impl Tenant {
         })
     }
 
+    /// An activity of `kind` from `from` in a team's channel (`thread`: a reply in the
+    /// thread of that root post).
+    pub fn in_channel(
+        &self,
+        from: &Member,
+        kind: &str,
+        channel: &str,
+        thread: Option<&str>,
+    ) -> Value {
+        let mut a = self.personal(from, kind);
+        let conversation = match thread {
+            Some(root) => format!("{channel};messageid={root}"),
+            None => channel.to_string(),
+        };
+        a["conversation"] = json!({
+            "id": conversation,
+            "conversationType": "channel",
+            "isGroup": true,
+            "tenantId": self.teams.tenant(),
+        });
+        a["channelData"] = json!({
+            "channel": { "id": channel },
+            "team": { "id": format!("{channel}-team") },
+            "tenant": { "id": self.teams.tenant() },
+        });
+        a
+    }
+
+    /// The app is added to the team of `channel` (by `by`): Teams tells the bot.
+    pub async fn install_in_channel(&self, by: &Member, channel: &str) -> Reply {
+        let mut a = self.in_channel(by, "conversationUpdate", channel, None);
+        a["membersAdded"] = json!([{ "id": super::bot_id(self.teams.app_id()) }]);
+        self.send(&a).await
+    }
+
+    /// `from` installs the app for themselves: Teams tells the bot in their chat.
+    pub async fn install_personal(&self, from: &Member) -> Reply {
+        let mut a = self.personal(from, "installationUpdate");
+        a["action"] = json!("add");
+        self.send(&a).await
+    }
+
+    /// `from` replies `text` in the thread of the bot's post `root` in `channel`.
+    pub async fn reply_in_thread(
+        &self,
+        from: &Member,
+        channel: &str,
+        root: &str,
+        text: &str,
+    ) -> Reply {
+        let mut a = self.in_channel(from, "message", channel, Some(root));
+        a["text"] = json!(text);
+        self.send(&a).await
+    }
+
     /// `from` types `text` to the bot in their personal chat.
     pub async fn say(&self, from: &Member, text: &str) -> Reply {
         let mut a = self.personal(from, "message");

@@ -1,0 +1,222 @@
+//! A running Waiver on Teams: the real server against the fake token issuer and Bot
+//! Connector, with a signed tenant driver.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use waiver::fakes::teams::tenant::{Member, Tenant};
+use waiver::fakes::teams::{FakeTeams, Posted};
+
+use super::{TestDb, fast_delivery, gov, now, p};
+
+pub const APP_ID: &str = "00000000-0000-0000-0000-0000000b0700";
+pub const APP_PASSWORD: &str = "teams-app-password";
+
+/// The governance file's tenant.
+pub fn tenant() -> String {
+    gov().teams_tenants[0].clone()
+}
+
+/// A person of the governance file, as a member of the tenant.
+pub fn member(person: &str) -> Member {
+    let g = gov();
+    let who = g
+        .person(&p(person))
+        .expect("a person of the governance file");
+    let teams = who.teams.as_ref().expect("a Teams identity");
+    Member::new(&teams.aad_object_id, &who.name)
+}
+
+/// A role's Teams channel.
+pub fn channel(role: &str) -> String {
+    gov()
+        .role(&waiver::governance::RoleId::new(role))
+        .and_then(|r| r.channels.teams.clone())
+        .expect("the role has a Teams channel")
+}
+
+pub struct TeamsApp {
+    pub tenant: Tenant,
+    pub clock: waiver::clock::Clock,
+    pub running: Option<waiver::app::Running>,
+    pub db: TestDb,
+}
+
+fn config(db: &TestDb, fake: &FakeTeams) -> waiver::config::Config {
+    waiver::config::Config {
+        database_url: db.url.clone(),
+        governance: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("manifests/governance.toml"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        slack: None,
+        teams: Some(waiver::config::TeamsConfig {
+            app_id: APP_ID.into(),
+            app_password: waiver::config::Secret::new(APP_PASSWORD),
+            tenant_id: tenant(),
+            openid_metadata_url: fake.openid_url(),
+            token_url: fake.token_url(),
+            service_urls: vec![fake.service_url()],
+        }),
+    }
+}
+
+impl TeamsApp {
+    /// Starts Waiver on Teams alone, with the app installed in every role's channel.
+    pub async fn spawn(db: TestDb) -> TeamsApp {
+        let clock = waiver::clock::Clock::starting_at(now());
+        let fake = FakeTeams::start(APP_ID, APP_PASSWORD, &tenant(), clock.clone()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = waiver::app::Options {
+            delivery: waiver::delivery::DeliveryConfig {
+                unreachable_wait: Duration::from_millis(50),
+                ..fast_delivery()
+            },
+            no_scheduler: true,
+            clock: clock.clone(),
+            ..Default::default()
+        };
+        let running = waiver::app::start(config(&db, &fake), listener, options)
+            .await
+            .expect("waiver starts");
+        let tenant = Tenant::new(fake, running.addr);
+        let app = TeamsApp {
+            tenant,
+            clock,
+            running: Some(running),
+            db,
+        };
+        let admin = member("noah.fischer");
+        let g = gov();
+        let mut channels: Vec<String> = g
+            .roles
+            .values()
+            .filter_map(|r| r.channels.teams.clone())
+            .collect();
+        channels.extend(
+            g.form
+                .departments
+                .iter()
+                .filter_map(|d| d.channels.teams.clone()),
+        );
+        channels.sort();
+        channels.dedup();
+        for c in channels {
+            let reply = app.tenant.install_in_channel(&admin, &c).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        app
+    }
+
+    pub fn fake(&self) -> &FakeTeams {
+        &self.tenant.teams
+    }
+
+    pub fn store(&self) -> &waiver::store::Store {
+        &self.running.as_ref().unwrap().store
+    }
+
+    pub fn service(&self) -> &waiver::service::Service {
+        &self.running.as_ref().unwrap().service
+    }
+
+    pub fn now(&self) -> waiver::domain::Timestamp {
+        self.clock.now()
+    }
+
+    /// Polls until `pred` holds (10 s at most); panics with `what` otherwise.
+    pub async fn until(&self, what: &str, pred: impl Fn(&FakeTeams) -> bool) {
+        if !self.fake().wait_for(Duration::from_secs(10), pred).await {
+            let outbox: Vec<String> = self
+                .store()
+                .outbox()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.status != waiver::store::OutboxStatus::Sent)
+                .map(|r| {
+                    format!(
+                        "#{} {:?} {} {:?}",
+                        r.id,
+                        r.status,
+                        r.outgoing.to.target(),
+                        r.last_error
+                    )
+                })
+                .collect();
+            panic!("timed out waiting for: {what}\nundelivered: {outbox:#?}");
+        }
+    }
+
+    /// The bot's posts in `conversation` whose cards mention `needle`.
+    pub fn posts(&self, conversation: &str, needle: &str) -> Vec<Posted> {
+        self.fake()
+            .conversation(conversation)
+            .into_iter()
+            .filter(|p| describe(&p.activity).contains(needle))
+            .collect()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// An activity's cards as a person would read them: text runs, inputs and buttons.
+pub fn describe(activity: &Value) -> String {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                match o.get("type").and_then(Value::as_str) {
+                    Some("TextRun") => out.push(
+                        o.get("text")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
+                    ),
+                    Some(t) if t.starts_with("Action.") => out.push(format!(
+                        "[{}]",
+                        o.get("title").and_then(Value::as_str).unwrap_or_default()
+                    )),
+                    Some(t) if t.starts_with("Input.") => out.push(format!(
+                        "{}: ____",
+                        o.get("label").and_then(Value::as_str).unwrap_or_default()
+                    )),
+                    _ => {}
+                }
+                for (k, child) in o {
+                    if k != "card" || !o.contains_key("type") || o["type"] != "Action.ShowCard" {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(activity, &mut out);
+    out.join("\n")
+}
+
+/// The data of the card action titled `title` in `activity`.
+pub fn action_data(activity: &Value, title: &str) -> Option<Value> {
+    fn find(v: &Value, title: &str) -> Option<Value> {
+        match v {
+            Value::Object(o) => {
+                if o.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("Action."))
+                    && o.get("title").and_then(Value::as_str) == Some(title)
+                {
+                    return o.get("data").cloned();
+                }
+                o.values().find_map(|c| find(c, title))
+            }
+            Value::Array(a) => a.iter().find_map(|c| find(c, title)),
+            _ => None,
+        }
+    }
+    find(activity, title)
+}
