@@ -614,6 +614,7 @@ async fn serve_answers_health_and_readiness_and_stops_on_sigterm() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    waiver::chat::install_tls_provider();
     let client = reqwest::Client::new();
     let health = client
         .get(format!("http://{addr}/healthz"))
