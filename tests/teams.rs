@@ -294,3 +294,355 @@ both!(
         app.stop().await;
     }
 );
+
+/// The conversation of the bot's chat with `who`: the one they opened by messaging
+/// the bot, or the one the bot opened to reach them.
+fn chat_of(app: &TeamsApp, who: &str) -> Option<String> {
+    let m = member(who);
+    let typed = format!("a:chat-{}", m.aad_object_id);
+    if !app.fake().conversation(&typed).is_empty() {
+        return Some(typed);
+    }
+    app.fake().personal(&m.id())
+}
+
+/// The post in `conversation` mentioning `needle`, once there is one (the latest).
+async fn post_in(app: &TeamsApp, conversation: &str, needle: &str) -> waiver::fakes::teams::Posted {
+    app.until(
+        &format!("a post mentioning {needle:?} in {conversation}"),
+        |_| !app.posts(conversation, needle).is_empty(),
+    )
+    .await;
+    app.posts(conversation, needle).pop().unwrap()
+}
+
+/// A DM to `who` mentioning `needle`.
+async fn dm(app: &TeamsApp, who: &str, needle: &str) -> waiver::fakes::teams::Posted {
+    app.until(&format!("a DM to {who} mentioning {needle:?}"), |_| {
+        chat_of(app, who).is_some_and(|c| !app.posts(&c, needle).is_empty())
+    })
+    .await;
+    let chat = chat_of(app, who).unwrap();
+    app.posts(&chat, needle).pop().unwrap()
+}
+
+/// `who` clicks the form button `title` on `post`: the dialog's card.
+async fn open(app: &TeamsApp, who: &str, post: &Value, title: &str) -> Value {
+    let data =
+        action_data(post, title).unwrap_or_else(|| panic!("no {title} on {}", describe(post)));
+    assert_eq!(
+        data["msteams"]["type"], "task/fetch",
+        "{title} opens a dialog"
+    );
+    let reply = app
+        .tenant
+        .invoke(&member(who), "task/fetch", json!({ "data": data }))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    dialog_card(&reply.json()).clone()
+}
+
+/// `who` clicks the button `title` on `post` that acts at once: the invoke's answer.
+async fn execute(app: &TeamsApp, who: &str, post: &Value, title: &str) -> Value {
+    let data =
+        action_data(post, title).unwrap_or_else(|| panic!("no {title} on {}", describe(post)));
+    let reply = app
+        .tenant
+        .invoke(
+            &member(who),
+            "adaptiveCard/action",
+            json!({ "action": { "type": "Action.Execute", "verb": data["action"], "data": data } }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+async fn state_of(app: &TeamsApp, id: waiver::domain::RequestId) -> State {
+    app.store().load(id).await.unwrap().unwrap().state
+}
+
+fn aad(who: &str) -> String {
+    member(who).aad_object_id
+}
+
+/// Filed, complete, assessed low (risk 1×2, security 2×2): awaiting Carlos' decision.
+async fn awaiting_decision(app: &TeamsApp, title: &str) -> (waiver::domain::RequestId, Value) {
+    let id = file(app, title).await;
+    let reference = id.to_string();
+    let card = post_in(app, &channel("ai-intake"), &reference).await;
+    execute(app, "noah.fischer", &card.activity, "Complete").await;
+    for (who, role, l, i) in [
+        ("omar.haddad", "risk", "1", "2"),
+        ("tomas.novak", "security", "2", "2"),
+    ] {
+        let card = post_in(app, &channel(role), &reference).await;
+        let form = open(app, who, &card.activity, "Assess…").await;
+        let done = submit(
+            app,
+            who,
+            &form,
+            &[
+                ("findings", "Vendor keeps prompts for 30 days."),
+                ("likelihood", l),
+                ("impact", i),
+                ("recommendation", "approve_with_conditions"),
+            ],
+        )
+        .await;
+        assert_eq!(done["task"]["type"], "message", "{who}: {done}");
+    }
+    let decision = post_in(app, &channel("department-heads"), &reference).await;
+    (id, decision.activity)
+}
+
+both!(
+    approve_with_conditions_then_mark_done_makes_it_active,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let (id, decision) = awaiting_decision(&app, "Coding assistant").await;
+        let text = describe(&decision);
+        assert!(text.contains("Score 4 of 25, low tier"), "{text}");
+        assert!(
+            text.contains("[Approve…]") && text.contains("[Reject…]"),
+            "{text}"
+        );
+
+        // A condition with a due date in the past comes back next to its field.
+        let form = open(&app, "carlos.mendes", &decision, "Approve…").await;
+        assert!(describe(&form).contains("Condition 1 owner: ____"));
+        let yesterday = (app.now().date() - chrono::Days::new(1)).to_string();
+        let again = submit(
+            &app,
+            "carlos.mendes",
+            &form,
+            &[
+                ("c2_text", "Enable SSO for all users"),
+                ("c2_owner", &aad("kenji.watanabe")),
+                ("c2_due", &yesterday),
+            ],
+        )
+        .await;
+        let card = dialog_card(&again);
+        let text = describe(card);
+        assert!(
+            text.contains("Condition 1 must be due between today"),
+            "{text}"
+        );
+        assert_eq!(state_of(&app, id).await, State::AwaitingDecision);
+
+        let due = (app.now().date() + chrono::Days::new(14)).to_string();
+        let done = submit(
+            &app,
+            "carlos.mendes",
+            card,
+            &[
+                ("c2_text", "Enable SSO for all users"),
+                ("c2_owner", &aad("kenji.watanabe")),
+                ("c2_due", &due),
+            ],
+        )
+        .await;
+        assert_eq!(done["task"]["type"], "message", "{done}");
+        assert_eq!(state_of(&app, id).await, State::Approved);
+        let reference = id.to_string();
+        post_in(&app, &channel_of_department("engineering"), "approved").await;
+        dm(&app, "kenji.watanabe", "You own condition 1").await;
+        let checklist = dm(&app, "marcus.webb", "conditions to complete").await;
+        assert!(
+            describe(&checklist.activity)
+                .contains("1. Enable SSO for all users (owner Kenji Watanabe"),
+            "{}",
+            describe(&checklist.activity)
+        );
+        execute(&app, "kenji.watanabe", &checklist.activity, "Mark 1 done").await;
+        assert_eq!(state_of(&app, id).await, State::Active);
+        dm(&app, "james.carter", "is now active").await;
+        // The decision card closed in place, no live actions.
+        app.until("the decision card closes", |f| {
+            f.conversation(&channel("department-heads"))
+                .iter()
+                .any(|p| describe(&p.activity).contains("Approved by Carlos Mendes"))
+        })
+        .await;
+        let closed = post_in(&app, &channel("department-heads"), &reference).await;
+        assert!(!describe(&closed.activity).contains("[Approve…]"));
+        assert!(app.store().verify_audit().await.unwrap().is_ok());
+        app.stop().await;
+    }
+);
+
+fn channel_of_department(department: &str) -> String {
+    common::gov()
+        .form
+        .departments
+        .iter()
+        .find(|d| d.id.as_str() == department)
+        .and_then(|d| d.channels.teams.clone())
+        .expect("the department has a Teams channel")
+}
+
+both!(
+    send_back_then_update_in_the_dialog_makes_a_new_version,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let id = file(&app, "Translate release notes").await;
+        let reference = id.to_string();
+        let card = post_in(&app, &channel("ai-intake"), &reference).await;
+        let form = open(&app, "noah.fischer", &card.activity, "Send back…").await;
+        // Empty questions stay in the dialog.
+        let again = submit(&app, "noah.fischer", &form, &[("questions", "  ")]).await;
+        assert!(describe(dialog_card(&again)).contains("A reason is required."));
+        let done = submit(
+            &app,
+            "noah.fischer",
+            &form,
+            &[("questions", "Which repositories exactly?")],
+        )
+        .await;
+        assert_eq!(done["task"]["type"], "message");
+        assert_eq!(state_of(&app, id).await, State::NeedsInfo);
+        let questions = dm(&app, "james.carter", "Which repositories exactly?").await;
+        let form = open(&app, "james.carter", &questions.activity, "Update request").await;
+        // Pre-filled with version 1.
+        assert!(form.to_string().contains("Translate release notes"));
+        let done = submit(
+            &app,
+            "james.carter",
+            &form,
+            &[("scope_systems", "docs and release-notes repositories")],
+        )
+        .await;
+        assert_eq!(done["task"]["type"], "message", "{done}");
+        let r = app.store().load(id).await.unwrap().unwrap();
+        assert_eq!((r.state, r.version()), (State::Submitted, 2));
+        assert_eq!(
+            r.content().scope_systems,
+            "docs and release-notes repositories"
+        );
+        assert_eq!(
+            r.content().data_categories.len(),
+            1,
+            "multi-selects survive the round trip"
+        );
+        app.stop().await;
+    }
+);
+
+both!(
+    reject_needs_a_reason_and_the_requester_can_withdraw_another,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let (id, decision) = awaiting_decision(&app, "Sales emails").await;
+        let form = open(&app, "carlos.mendes", &decision, "Reject…").await;
+        let again = submit(&app, "carlos.mendes", &form, &[("reason", "")]).await;
+        assert!(describe(dialog_card(&again)).contains("A reason is required."));
+        submit(
+            &app,
+            "carlos.mendes",
+            &form,
+            &[("reason", "Use the approved tool instead.")],
+        )
+        .await;
+        assert_eq!(state_of(&app, id).await, State::Rejected);
+        dm(&app, "james.carter", "was rejected by Carlos Mendes").await;
+
+        // Withdraw asks first (a card shows the question), then acts.
+        let other = file(&app, "Meeting notes").await;
+        let receipt = dm(&app, "james.carter", &format!("{other} · Meeting notes")).await;
+        let answer = execute(
+            &app,
+            "james.carter",
+            &receipt.activity,
+            "Yes: Withdraw request",
+        )
+        .await;
+        assert_eq!(answer["statusCode"], 200);
+        assert_eq!(state_of(&app, other).await, State::Withdrawn);
+        app.stop().await;
+    }
+);
+
+both!(
+    a_high_tier_needs_both_approver_roles_and_a_typed_confirmation,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let id = file(&app, "Customer chat summaries").await;
+        let reference = id.to_string();
+        let card = post_in(&app, &channel("ai-intake"), &reference).await;
+        execute(&app, "noah.fischer", &card.activity, "Complete").await;
+        for (who, role) in [("omar.haddad", "risk"), ("tomas.novak", "security")] {
+            let card = post_in(&app, &channel(role), &reference).await;
+            let form = open(&app, who, &card.activity, "Assess…").await;
+            submit(
+                &app,
+                who,
+                &form,
+                &[
+                    ("findings", "Customer data leaves the region."),
+                    ("likelihood", "4"),
+                    ("impact", "4"),
+                    ("recommendation", "approve_with_conditions"),
+                ],
+            )
+            .await;
+        }
+        // High tier (16): stakeholders first, then the board and the CISO.
+        let stakeholders = post_in(&app, &channel("business-stakeholders"), &reference).await;
+        for who in ["julia.schmidt", "kenji.watanabe"] {
+            let form = open(&app, who, &stakeholders.activity, "Give feedback…").await;
+            submit(
+                &app,
+                who,
+                &form,
+                &[("recommendation", "approve"), ("comment", "Fine")],
+            )
+            .await;
+        }
+        assert_eq!(state_of(&app, id).await, State::AwaitingDecision);
+        let decision = post_in(&app, &channel("ai-governance-board"), &reference).await;
+        let form = open(&app, "hannah.berg", &decision.activity, "Approve…").await;
+        let again = submit(&app, "hannah.berg", &form, &[("confirm", "yes")]).await;
+        assert!(describe(dialog_card(&again)).contains(&format!(
+            "Type {reference} exactly to confirm a high-tier decision."
+        )));
+        submit(&app, "hannah.berg", &form, &[("confirm", &reference)]).await;
+        assert_eq!(
+            state_of(&app, id).await,
+            State::AwaitingDecision,
+            "one of two roles"
+        );
+        let ciso_card = post_in(&app, &channel("ciso"), &reference).await;
+        let form = open(&app, "rachel.green", &ciso_card.activity, "Approve…").await;
+        submit(&app, "rachel.green", &form, &[("confirm", &reference)]).await;
+        // No conditions and its start reached: active at once.
+        assert_eq!(state_of(&app, id).await, State::Active);
+        app.stop().await;
+    }
+);
+
+both!(
+    a_reply_in_a_cards_thread_is_a_comment_on_the_request,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let id = file(&app, "Drafting contracts").await;
+        let intake = channel("ai-intake");
+        let card = post_in(&app, &intake, &id.to_string()).await;
+        let priya = member("priya.nair");
+        let reply = app
+            .tenant
+            .reply_in_thread(
+                &priya,
+                &intake,
+                &card.id,
+                "Is this the same tool as AIX-0007?",
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        let r = app.store().load(id).await.unwrap().unwrap();
+        assert_eq!(r.comments.len(), 1);
+        assert_eq!(r.comments[0].text, "Is this the same tool as AIX-0007?");
+        assert_eq!(r.comments[0].author, common::p("priya.nair"));
+        app.stop().await;
+    }
+);
