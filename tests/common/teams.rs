@@ -220,3 +220,117 @@ pub fn action_data(activity: &Value, title: &str) -> Option<Value> {
     }
     find(activity, title)
 }
+
+/// One Waiver serving Slack and Teams at once, each against its fake.
+pub struct BothApp {
+    pub slack: waiver::fakes::slack::workspace::Workspace,
+    pub tenant: Tenant,
+    pub clock: waiver::clock::Clock,
+    pub running: Option<waiver::app::Running>,
+    pub db: TestDb,
+}
+
+impl BothApp {
+    pub async fn spawn(db: TestDb) -> BothApp {
+        let clock = waiver::clock::Clock::starting_at(now());
+        let fake_slack = waiver::fakes::slack::FakeSlack::start_at(
+            super::BOT_TOKEN,
+            waiver::fakes::slack::DEFAULT_TEAM_ID,
+            clock.clone(),
+        )
+        .await;
+        let fake_teams = FakeTeams::start(APP_ID, APP_PASSWORD, &tenant(), clock.clone()).await;
+        let mut config = config(&db, &fake_teams);
+        config.slack = super::config(&db, fake_slack.api_url()).slack;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = waiver::app::Options {
+            delivery: waiver::delivery::DeliveryConfig {
+                unreachable_wait: Duration::from_millis(50),
+                ..fast_delivery()
+            },
+            no_scheduler: true,
+            clock: clock.clone(),
+            ..Default::default()
+        };
+        let running = waiver::app::start(config, listener, options)
+            .await
+            .expect("waiver starts");
+        let slack = waiver::fakes::slack::workspace::Workspace::new(
+            fake_slack,
+            running.addr,
+            waiver::config::Secret::new(super::SIGNING_SECRET),
+        );
+        let tenant = Tenant::new(fake_teams, running.addr);
+        let admin = member("noah.fischer");
+        let g = gov();
+        let mut channels: Vec<String> = g
+            .roles
+            .values()
+            .filter_map(|r| r.channels.teams.clone())
+            .collect();
+        channels.extend(
+            g.form
+                .departments
+                .iter()
+                .filter_map(|d| d.channels.teams.clone()),
+        );
+        channels.sort();
+        channels.dedup();
+        for c in channels {
+            assert_eq!(tenant.install_in_channel(&admin, &c).await.status, 200);
+        }
+        BothApp {
+            slack,
+            tenant,
+            clock,
+            running: Some(running),
+            db,
+        }
+    }
+
+    pub fn store(&self) -> &waiver::store::Store {
+        &self.running.as_ref().unwrap().store
+    }
+
+    pub fn now(&self) -> waiver::domain::Timestamp {
+        self.clock.now()
+    }
+
+    /// Polls until `pred` holds over both fakes (10 s at most).
+    pub async fn until(
+        &self,
+        what: &str,
+        pred: impl Fn(&waiver::fakes::slack::FakeSlack, &FakeTeams) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pred(&self.slack.slack, &self.tenant.teams) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until no message is pending delivery.
+    pub async fn drained(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let counts = self.store().outbox_counts().await.unwrap();
+            if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "outbox not drained: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
