@@ -167,18 +167,20 @@ both!(
         // The requester got the routing plan in their chat.
         last_reply(&app, "james.carter", "Here is how it will be reviewed").await;
 
-        // Noah clicks Complete (Action.Execute): answered in the invoke.
+        // Noah clicks Complete (Action.Execute): answered in the invoke with the
+        // refreshed card.
         let data = action_data(&card.activity, "Complete").unwrap();
         let reply = app
             .tenant
-            .invoke(
-                &member("noah.fischer"),
-                "adaptiveCard/action",
-                json!({ "action": { "type": "Action.Execute", "verb": "complete", "data": data } }),
-            )
+            .execute(&member("noah.fischer"), &card, data)
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.json()["statusCode"], 200);
+        let answer = reply.json();
+        assert_eq!(answer["statusCode"], 200);
+        assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive", "{answer}");
+        let refreshed = describe(&answer["value"]);
+        assert!(!refreshed.contains("[Complete]"), "{refreshed}");
+        assert!(refreshed.contains("Marked complete by Noah Fischer"), "{refreshed}");
         assert_eq!(
             app.store().load(id).await.unwrap().unwrap().state,
             State::InAssessment

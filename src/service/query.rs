@@ -85,6 +85,20 @@ impl Service {
             .await?)
     }
 
+    /// What a posted card shows by now (after a click, the refreshed card).
+    pub async fn card_now(
+        &self,
+        platform: Platform,
+        conversation: &str,
+        message: &str,
+    ) -> Result<Option<crate::message::Message>, ServiceError> {
+        Ok(self
+            .store
+            .card_now(platform, conversation, message)
+            .await?
+            .map(|o| o.message))
+    }
+
     /// Requests `me` filed, newest first.
     pub async fn requests_by(
         &self,

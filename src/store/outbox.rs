@@ -296,6 +296,29 @@ impl Store {
         Ok(None)
     }
 
+    /// What the card posted as `message` in `conversation` shows by now: its newest
+    /// message, delivered or about to be.
+    pub async fn card_now(
+        &self,
+        platform: Platform,
+        conversation: &str,
+        message: &str,
+    ) -> Result<Option<Outgoing>> {
+        let row = sqlx::query(
+            "SELECT o.payload FROM cards c JOIN outbox o \
+             ON o.platform = c.platform AND o.card_key = c.card_key \
+             WHERE c.platform = $1 AND c.conversation = $2 AND c.message = $3 \
+             ORDER BY o.id DESC LIMIT 1",
+        )
+        .bind(platform.as_str())
+        .bind(conversation)
+        .bind(message)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| parse("outbox payload", r.try_get::<&str, _>("payload")?))
+            .transpose()
+    }
+
     /// Forgets a card whose message is gone, so the next message posts it anew.
     pub async fn forget_card(&self, platform: Platform, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM cards WHERE platform = $1 AND card_key = $2")

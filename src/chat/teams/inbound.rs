@@ -64,6 +64,7 @@ struct Activity {
     conversation: Conversation,
     text: Option<String>,
     name: Option<String>,
+    reply_to_id: Option<String>,
     value: Option<Value>,
     #[serde(default)]
     channel_data: Value,
@@ -283,6 +284,31 @@ fn click_of(data: &Value) -> Option<Click> {
     })
 }
 
+/// The answer to a click that was taken: the card as it now stands, for whoever
+/// clicked (the delivery worker updates it for everyone else).
+async fn refreshed(svc: &Service, a: &Activity) -> Response {
+    let conversation = a
+        .conversation
+        .id
+        .split(";messageid=")
+        .next()
+        .unwrap_or_default();
+    let card = match &a.reply_to_id {
+        Some(id) => svc.card_now(Platform::Teams, conversation, id).await,
+        None => Ok(None),
+    };
+    match card {
+        Ok(Some(m)) => Json(json!({
+            "statusCode": 200,
+            "type": cards::CONTENT_TYPE,
+            "value": cards::message(&m),
+        }))
+        .into_response(),
+        Ok(None) => card_action_message("Recorded. The card updates in a moment."),
+        Err(e) => internal(e),
+    }
+}
+
 async fn invoke(svc: &Service, a: Activity) -> Response {
     let Some(who) = a.who() else {
         return bad_request("invoke without a user");
@@ -300,7 +326,7 @@ async fn invoke(svc: &Service, a: Activity) -> Response {
                 return bad_request("card action data");
             };
             match interact::click(svc, &origin, click, now).await {
-                Ok(Reply::Ack) => card_action_message("Recorded. The card updates in a moment."),
+                Ok(Reply::Ack) => refreshed(svc, &a).await,
                 Ok(Reply::Refused(m) | Reply::Message(m)) => card_action_message(&m.summary),
                 Ok(Reply::Form(_)) => card_action_message("Open the form from the card's button."),
                 Ok(Reply::FieldErrors(_)) => card_action_message("Please try again."),

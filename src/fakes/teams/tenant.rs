@@ -189,6 +189,25 @@ impl Tenant {
         self.send(&a).await
     }
 
+    /// `from` clicks an `Action.Execute` with `data` on the bot's post `on`: the invoke
+    /// comes from the post's conversation, in reply to it, as Teams sends it.
+    pub async fn execute(&self, from: &Member, on: &super::Posted, data: Value) -> Reply {
+        let mut a = if on.conversation.starts_with("19:") {
+            self.in_channel(from, "invoke", &on.conversation, Some(&on.id))
+        } else {
+            let mut a = self.personal(from, "invoke");
+            a["conversation"]["id"] = json!(on.conversation);
+            a
+        };
+        a["name"] = json!("adaptiveCard/action");
+        a["replyToId"] = json!(on.id);
+        a["value"] = json!({
+            "action": { "type": "Action.Execute", "verb": data["action"], "data": data },
+            "trigger": "manual",
+        });
+        self.send(&a).await
+    }
+
     /// An invoke (`task/fetch`, `task/submit`, `adaptiveCard/action`) from `from`.
     pub async fn invoke(&self, from: &Member, name: &str, value: Value) -> Reply {
         let mut a = self.personal(from, "invoke");
