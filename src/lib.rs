@@ -24,3 +24,4 @@ pub mod message;
 pub mod scheduler;
 pub mod service;
 pub mod store;
+pub mod teams_package;

@@ -77,6 +77,18 @@ enum Command {
         /// The governance file (default: WAIVER_GOVERNANCE).
         file: Option<PathBuf>,
     },
+    /// Write the Teams app package (manifest and icons) for a Teams admin to upload.
+    TeamsPackage {
+        /// The bot's Microsoft App ID (TEAMS_APP_ID).
+        #[arg(long)]
+        app_id: String,
+        /// The public host name that reaches WAIVER_LISTEN, e.g. waiver.example.com.
+        #[arg(long)]
+        host: String,
+        /// Where to write the zip.
+        #[arg(long, short, default_value = "waiver-teams.zip")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +281,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             drop(sink);
             store.close().await;
             eprintln!("exported {count} exception(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TeamsPackage {
+            app_id,
+            host,
+            output,
+        } => {
+            let zip = waiver::teams_package::package(&app_id, &host)?;
+            std::fs::write(&output, zip)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "wrote {}: upload it in Teams admin center → Teams apps → Manage apps → Upload new app",
+                output.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Diagram { file } => {

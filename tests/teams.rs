@@ -177,10 +177,16 @@ both!(
         assert_eq!(reply.status, 200, "{}", reply.body);
         let answer = reply.json();
         assert_eq!(answer["statusCode"], 200);
-        assert_eq!(answer["type"], "application/vnd.microsoft.card.adaptive", "{answer}");
+        assert_eq!(
+            answer["type"], "application/vnd.microsoft.card.adaptive",
+            "{answer}"
+        );
         let refreshed = describe(&answer["value"]);
         assert!(!refreshed.contains("[Complete]"), "{refreshed}");
-        assert!(refreshed.contains("Marked complete by Noah Fischer"), "{refreshed}");
+        assert!(
+            refreshed.contains("Marked complete by Noah Fischer"),
+            "{refreshed}"
+        );
         assert_eq!(
             app.store().load(id).await.unwrap().unwrap().state,
             State::InAssessment

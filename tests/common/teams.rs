@@ -156,10 +156,12 @@ impl TeamsApp {
             .collect()
     }
 
+    /// Stops, then checks every card the test produced with Microsoft's library.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+        validate_cards(&cards_seen(&self.tenant));
     }
 }
 
@@ -328,9 +330,65 @@ impl BothApp {
         }
     }
 
+    /// Stops, then checks every card the test produced with Microsoft's library.
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+        validate_cards(&cards_seen(&self.tenant));
     }
+}
+
+/// Every Adaptive Card the bot produced: in each post, reply and update the Bot
+/// Connector received, and in each invoke answer (dialogs, refreshed cards).
+pub fn cards_seen(tenant: &Tenant) -> Vec<Value> {
+    let mut cards = Vec::new();
+    for call in tenant.teams.calls() {
+        if ["post", "reply", "update"].contains(&call.kind.as_str()) {
+            for a in call.body["attachments"].as_array().into_iter().flatten() {
+                cards.push(a["content"].clone());
+            }
+        }
+    }
+    for answer in tenant.answers() {
+        if answer["task"]["type"] == "continue" {
+            cards.push(answer["task"]["value"]["card"]["content"].clone());
+        }
+        if answer["type"] == waiver::chat::teams::cards::CONTENT_TYPE {
+            cards.push(answer["value"].clone());
+        }
+    }
+    cards
+}
+
+/// Checks `cards` with Microsoft's `adaptivecards` library (tests/node): fails on
+/// any unknown or invalid element. Without the library (`npm ci` in tests/node) the
+/// check is skipped loudly, or fails with `WAIVER_REQUIRE_NODE=1` (CI).
+pub fn validate_cards(cards: &[Value]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if !dir.join("node_modules/adaptivecards").exists() {
+        let required = std::env::var("WAIVER_REQUIRE_NODE").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "WAIVER_REQUIRE_NODE=1 but tests/node has no node_modules: run `npm ci` there"
+        );
+        eprintln!("\n!!! SKIPPING the Adaptive Card check: run `npm ci` in tests/node\n");
+        return;
+    }
+    if cards.is_empty() {
+        return;
+    }
+    let file = super::TempDir::new();
+    let path = file.path.join("cards.json");
+    std::fs::write(&path, serde_json::to_vec(cards).unwrap()).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(dir.join("validate-cards.js"))
+        .arg(&path)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "Microsoft's Adaptive Cards library refused a card:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

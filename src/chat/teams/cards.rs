@@ -227,24 +227,48 @@ fn input(gov: &Governance, f: &FieldSpec) -> Value {
             el
         }
         FieldKind::Person => {
-            // Teams' people picker: a choice set searching the tenant's directory.
+            // The people of the governance file who act from Teams, filtered as one
+            // types (Adaptive Cards 1.5; directory search needs 1.6, which Teams does
+            // not render everywhere).
+            let mut people: Vec<(String, String)> = gov
+                .people
+                .iter()
+                .filter_map(|p| {
+                    p.teams
+                        .as_ref()
+                        .map(|t| (p.name.clone(), t.aad_object_id.clone()))
+                })
+                .collect();
+            people.sort();
             let mut el = json!({
                 "type": "Input.ChoiceSet",
                 "id": id,
-                "choices": [],
-                "choices.data": { "type": "Data.Query", "dataset": "graph.microsoft.com/users" },
+                "style": "filtered",
+                "choices": people
+                    .iter()
+                    .map(|(name, aad)| json!({ "title": name, "value": aad }))
+                    .collect::<Vec<_>>(),
             });
             if let Initial::Person(p) = &f.initial
                 && let Some(aad) = user_id(gov, Platform::Teams, p)
             {
+                if !people.iter().any(|(_, a)| *a == aad) {
+                    el["choices"]
+                        .as_array_mut()
+                        .expect("choices")
+                        .push(json!({ "title": gov.name_of(p), "value": aad }));
+                }
                 el["value"] = json!(aad);
-                el["choices"] = json!([{ "title": gov.name_of(p), "value": aad }]);
             }
             el
         }
     };
     el["label"] = json!(f.label);
     el["isRequired"] = json!(!f.optional);
+    if !f.optional {
+        // Shown by Teams when the field is left empty.
+        el["errorMessage"] = json!("This field is required.");
+    }
     el
 }
 

@@ -47,6 +47,8 @@ pub struct Tenant {
     server: String,
     http: reqwest::Client,
     seq: std::sync::atomic::AtomicU64,
+    /// What Waiver answered to every invoke, in order.
+    answers: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Tenant {
@@ -60,7 +62,16 @@ impl Tenant {
                 .build()
                 .expect("client"),
             seq: Default::default(),
+            answers: Default::default(),
         }
+    }
+
+    /// What Waiver answered to every invoke sent so far (dialogs, refreshed cards).
+    pub fn answers(&self) -> Vec<Value> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn retarget(&mut self, server: std::net::SocketAddr) {
@@ -98,11 +109,19 @@ impl Tenant {
     pub async fn send(&self, activity: &Value) -> Reply {
         let service_url = activity["serviceUrl"].as_str().unwrap_or_default();
         let token = self.teams.token(service_url);
-        self.post_raw(
-            Some(format!("Bearer {token}")),
-            activity.to_string().into_bytes(),
-        )
-        .await
+        let reply = self
+            .post_raw(
+                Some(format!("Bearer {token}")),
+                activity.to_string().into_bytes(),
+            )
+            .await;
+        if activity["type"] == "invoke" && reply.status == 200 {
+            self.answers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(reply.json());
+        }
+        reply
     }
 
     /// An activity of `kind` from `from` in their personal chat with the bot.
