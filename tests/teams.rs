@@ -654,3 +654,185 @@ both!(
         app.stop().await;
     }
 );
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Granted through the service at `t0` (before the server's clock), for `days`, low
+/// tier, Marcus monitoring, no conditions: active at once.
+async fn granted(
+    app: &TeamsApp,
+    title: &str,
+    t0: waiver::domain::Timestamp,
+    days: u64,
+) -> waiver::domain::ExceptionRequest {
+    use waiver::domain::{Action, Actor, AssessmentInput, Recommendation, Terms};
+    use waiver::service::{Attempt, Submitted};
+    let svc = app.service();
+    let start = t0.date();
+    let expiry = start + chrono::Days::new(days);
+    let form = waiver::domain::FormInput {
+        title: title.into(),
+        start: start.to_string(),
+        end: expiry.to_string(),
+        ..common::form()
+    };
+    let Submitted::Filed(r) = svc
+        .submit(&common::p("james.carter"), &form, None, t0)
+        .await
+        .unwrap()
+    else {
+        panic!("not filed")
+    };
+    let assess = |role: &str| {
+        Action::Assess(AssessmentInput {
+            role: waiver::governance::RoleId::new(role),
+            likelihood: 1,
+            impact: 2,
+            findings: "Internal only.".into(),
+            mitigations: String::new(),
+            recommendation: Recommendation::Approve,
+        })
+    };
+    for (who, action) in [
+        ("noah.fischer", Action::MarkComplete),
+        ("omar.haddad", assess("risk")),
+        ("tomas.novak", assess("security")),
+        (
+            "carlos.mendes",
+            Action::Approve {
+                terms: Terms {
+                    start,
+                    expiry,
+                    monitoring_owner: common::p("marcus.webb"),
+                    conditions: vec![],
+                },
+                confirmation: None,
+            },
+        ),
+    ] {
+        let seen = app.store().load(r.id).await.unwrap().unwrap().version();
+        svc.act(
+            Attempt::new(Actor::Person(common::p(who)), r.id, seen, action),
+            t0,
+        )
+        .await
+        .unwrap();
+    }
+    let r = app.store().load(r.id).await.unwrap().unwrap();
+    assert_eq!(r.state, State::Active);
+    r
+}
+
+both!(
+    reminder_digests_reach_teams_and_their_buttons_open_the_attestation_and_renewal,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        // Granted 182 days ago for 200 days: by the review two days ago the 30-day
+        // expiry reminder had fallen due too.
+        let t0 = waiver::domain::Timestamp::from_millis(common::now().millis() - 182 * DAY_MS);
+        let r = granted(&app, "Summarise support tickets", t0, 200).await;
+        let review_at = r.grant.as_ref().unwrap().next_review_at.unwrap();
+        let report = app.service().sweep(review_at, false).await.unwrap();
+        assert_eq!(report.transitions, vec![(r.id, "mark_review_due")]);
+        // Marcus never messaged the bot: it opens his chat (the app is installed for
+        // the tenant) and posts one digest there.
+        let digest = dm(&app, "marcus.webb", "periodic review").await;
+        let text = describe(&digest.activity);
+        assert!(text.contains("2 reminders"), "{text}");
+        assert!(text.contains("expires in 20 days"), "{text}");
+        assert!(
+            text.contains("[Still needed]") && text.contains("[Renew…]"),
+            "{text}"
+        );
+
+        // Still needed opens the attestation dialog; submitting it attests.
+        let form = open(&app, "marcus.webb", &digest.activity, "Still needed").await;
+        assert!(describe(&form).contains("Note for the record: ____"));
+        let done = submit(
+            &app,
+            "marcus.webb",
+            &form,
+            &[("note", "Still used by support.")],
+        )
+        .await;
+        assert_eq!(done["task"]["type"], "message", "{done}");
+        let after = app.store().load(r.id).await.unwrap().unwrap();
+        assert_eq!(after.state, State::Active);
+        assert_eq!(after.attestations.len(), 1);
+
+        // Renew… opens the intake form pre-filled; submitting files a linked request.
+        let form = open(&app, "marcus.webb", &digest.activity, "Renew…").await;
+        assert!(
+            form.to_string().contains("Summarise support tickets"),
+            "pre-filled"
+        );
+        let done = submit(&app, "marcus.webb", &form, &[]).await;
+        assert_eq!(done["task"]["type"], "message", "{done}");
+        let renewals = app
+            .store()
+            .requests_by(&common::p("marcus.webb"), 10)
+            .await
+            .unwrap();
+        assert_eq!(renewals.len(), 1);
+        let renewal = app.store().load(renewals[0].id).await.unwrap().unwrap();
+        assert_eq!(renewal.renews, Some(r.id));
+        assert_eq!(renewal.state, State::Submitted);
+
+        // Someone else's click on the digest is refused in the dialog.
+        let answer = app
+            .tenant
+            .invoke(
+                &member("olivia.brown"),
+                "task/fetch",
+                json!({ "data": action_data(&digest.activity, "Still needed").unwrap() }),
+            )
+            .await
+            .json();
+        assert_eq!(answer["task"]["type"], "message");
+        assert_eq!(
+            answer["task"]["value"],
+            format!("Only the monitoring owner of {} can do this.", r.id)
+        );
+
+        // At the expiry instant it expires, and the team is told in Teams.
+        let expires = r.grant.as_ref().unwrap().expires_at;
+        app.service().sweep(expires, false).await.unwrap();
+        assert_eq!(
+            app.store().load(r.id).await.unwrap().unwrap().state,
+            State::Expired
+        );
+        post_in(&app, &channel_of_department("engineering"), "has expired").await;
+        app.stop().await;
+    }
+);
+
+both!(
+    people_of_a_tenant_waiver_does_not_serve_are_refused_and_audited,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let stranger = waiver::fakes::teams::tenant::Member::new(
+            "99999999-0000-0000-0000-000000000001",
+            "Mallory",
+        );
+        let mut a = app.tenant.personal(&stranger, "message");
+        a["text"] = json!("ai-exception list");
+        a["conversation"]["tenantId"] = json!("11111111-2222-3333-4444-555555555555");
+        a["channelData"]["tenant"]["id"] = json!("11111111-2222-3333-4444-555555555555");
+        let reply = app.tenant.send(&a).await;
+        assert_eq!(reply.status, 200);
+        let chat = format!("a:chat-{}", stranger.aad_object_id);
+        app.until("the refusal", |f| !f.conversation(&chat).is_empty())
+            .await;
+        let text = describe(&app.fake().conversation(&chat)[0].activity);
+        assert_eq!(
+            text,
+            "Tenant 11111111-2222-3333-4444-555555555555 is not configured for Waiver."
+        );
+        let audit = app.store().verify_audit().await.unwrap().unwrap();
+        assert_eq!(
+            audit.entries, 1,
+            "the refusal, and nothing else, is in the audit trail"
+        );
+        app.stop().await;
+    }
+);
