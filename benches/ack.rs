@@ -14,16 +14,15 @@
 //! Environment: BENCH_SECONDS (default 10) per throughput phase, BENCH_CONCURRENCY
 //! (default 64).
 
+mod support;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use support::{
+    Child, Make, Server, Signed, at_rate, env_u64, fail, flat_out, ms, percentile, rss_kib,
+};
 use waiver::config::Secret;
 use waiver::fakes::slack::FakeSlack;
 use waiver::fakes::slack::workspace::Workspace;
@@ -33,172 +32,16 @@ const TOKEN: &str = "xoxb-bench";
 const NOAH: &str = "U0NW00001";
 const JAMES: &str = "U0NW00026";
 
-type Http = Client<HttpConnector, Full<Bytes>>;
-
 // The load generator uses the same allocator as the server it measures.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Builds one signed request: (path, content type, body, headers).
-type Make = Arc<dyn Fn(usize) -> (String, Vec<u8>, Vec<(&'static str, String)>) + Send + Sync>;
-
-/// Where the load goes.
-#[derive(Clone)]
-struct Server {
-    http: Http,
-    base: String,
-}
-
-async fn send(server: &Server, make: &Make, i: usize) -> Result<Duration, String> {
-    let (http, base) = (&server.http, &server.base);
-    let (path, body, headers) = make(i);
-    let mut req = hyper::Request::post(format!("{base}{path}"))
-        .header("content-type", "application/x-www-form-urlencoded");
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let req = req.body(Full::new(Bytes::from(body))).unwrap();
-    let started = Instant::now();
-    let resp = http.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let took = started.elapsed();
-    if status != 200 || !body.is_empty() {
-        return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
-    }
-    Ok(took)
-}
-
-/// Fixed-rate (open-loop) phase: latency percentiles at `rate` requests/s.
-async fn at_rate(
-    server: &Server,
-    make: &Make,
-    rate: u64,
-    count: usize,
-    offset: usize,
-) -> Vec<Duration> {
-    let mut tasks = Vec::with_capacity(count);
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = tokio::time::Instant::now();
-    for i in 0..count {
-        tokio::time::sleep_until(start + interval * i as u32).await;
-        let (server, make) = (server.clone(), make.clone());
-        tasks.push(tokio::spawn(async move {
-            send(&server, &make, offset + i).await
-        }));
-    }
-    let mut out = Vec::with_capacity(count);
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(d) => out.push(d),
-            Err(e) => fail(format!("a request failed: {e}")),
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Closed-loop phase: `concurrency` workers as fast as they can for `seconds`, or
-/// until `limit` requests. Returns (latencies, elapsed, max RSS).
-async fn flat_out(
-    server: &Server,
-    make: &Make,
-    concurrency: usize,
-    seconds: u64,
-    limit: usize,
-    offset: usize,
-    pid: u32,
-) -> (Vec<Duration>, Duration, u64) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let max_rss = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (stop, max_rss) = (stop.clone(), max_rss.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                max_rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (server, make, next) = (server.clone(), make.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= limit || Instant::now() >= deadline {
-                    break;
-                }
-                match send(&server, &make, offset + i).await {
-                    Ok(d) => lat.push(d),
-                    Err(e) => fail(format!("a request failed: {e}")),
-                }
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let _ = sampler.await;
-    all.sort();
-    (all, elapsed, max_rss.load(Ordering::Relaxed))
-}
-
-/// Stops the benchmark with a clear error: a phase that did not get what it needs
-/// would measure something else.
-fn fail(why: String) -> ! {
-    eprintln!("benchmark failed: {why}");
-    std::process::exit(1)
-}
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Slack's acknowledgement: 200 and an empty body.
+fn empty_200(status: u16, body: &[u8]) -> Result<(), String> {
+    if status == 200 && body.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{status} {}", String::from_utf8_lossy(body)))
     }
 }
 
@@ -266,34 +109,15 @@ async fn main() {
     let child = Child(child);
     let pid = child.0.id();
     let base = format!("http://{listen}");
-    let http: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build(HttpConnector::new());
-    let mut ready = false;
-    for _ in 0..200 {
-        let ok = http
-            .request(
-                hyper::Request::get(format!("{base}/readyz"))
-                    .body(Full::new(Bytes::new()))
-                    .unwrap(),
-            )
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ok {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !ready {
-        fail(format!("waiver serve did not become ready at {base}"));
-    }
+    let http = support::client();
+    support::ready(&http, &base).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(pid);
 
     let server = Server {
         http: http.clone(),
         base: base.clone(),
+        check: empty_200,
     };
     let ws = Arc::new(Workspace::new(slack, listen, Secret::new(SECRET)));
     let commands: Make = {
@@ -301,7 +125,12 @@ async fn main() {
         Arc::new(move |i| {
             let body = ws.command_body(JAMES, "", &format!("bench-trigger-{i}"));
             let headers = ws.signature(waiver::clock::Clock::System.unix_seconds(), &body);
-            ("/slack/commands".to_string(), body, headers)
+            Signed {
+                path: "/slack/commands".into(),
+                content_type: "application/x-www-form-urlencoded",
+                body,
+                headers,
+            }
         })
     };
     let clicks: Make = {
@@ -332,7 +161,12 @@ async fn main() {
                 .unwrap()
                 .into_bytes();
             let headers = ws.signature(waiver::clock::Clock::System.unix_seconds(), &body);
-            ("/slack/interactions".to_string(), body, headers)
+            Signed {
+                path: "/slack/interactions".into(),
+                content_type: "application/x-www-form-urlencoded",
+                body,
+                headers,
+            }
         })
     };
 

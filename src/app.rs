@@ -161,6 +161,7 @@ pub async fn start(
                 verifier: Arc::new(Verifier::new(teams.clone(), http, options.clock.clone())),
                 delivery,
                 tasks: tasks.clone(),
+                remembered: Default::default(),
             })
         }
         None => None,

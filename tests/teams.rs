@@ -836,3 +836,40 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    a_card_action_re_sent_by_teams_is_processed_once,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let id = file(&app, "Expense receipts").await;
+        let intake = channel("ai-intake");
+        let card = post_in(&app, &intake, &id.to_string()).await;
+        let data = action_data(&card.activity, "Complete").unwrap();
+        let mut a =
+            app.tenant
+                .in_channel(&member("noah.fischer"), "invoke", &intake, Some(&card.id));
+        a["name"] = json!("adaptiveCard/action");
+        a["replyToId"] = json!(card.id);
+        a["value"] =
+            json!({ "action": { "type": "Action.Execute", "verb": "complete", "data": data } });
+        for _ in 0..3 {
+            let reply = app.tenant.send(&a).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        let applied: Vec<String> = app
+            .store()
+            .audit_of(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.outcome == waiver::store::Outcome::Applied)
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            applied,
+            vec!["submit", "mark_complete"],
+            "one change for three deliveries"
+        );
+        app.stop().await;
+    }
+);

@@ -81,6 +81,9 @@ pub struct Click {
 pub struct Origin {
     pub user: PlatformUser,
     pub reply_to: Option<Address>,
+    /// The delivery's id when the platform may re-send it (a Teams activity id): a
+    /// re-sent click changes nothing twice.
+    pub idempotency_key: Option<String>,
 }
 
 fn text(summary: impl Into<String>) -> Message {
@@ -466,7 +469,10 @@ pub async fn click(
     };
     let reply_to = origin.reply_to.clone().map(|to| (platform, to));
     let attempt = |action: Action| {
-        let a = Attempt::new(Actor::Person(me.clone()), id, click.version, action);
+        let mut a = Attempt::new(Actor::Person(me.clone()), id, click.version, action);
+        if let Some(key) = &origin.idempotency_key {
+            a = a.idempotent(key.clone());
+        }
         match &reply_to {
             Some((p, to)) => a.reply_to(*p, to.clone()),
             None => a,

@@ -193,6 +193,7 @@ async fn block_action(
             user: user.id.to_string(),
         },
         reply_to: Some(reply_to),
+        idempotency_key: None,
     };
     let click = Click {
         action: button,

@@ -32,6 +32,9 @@ pub struct TeamsEdge {
     pub verifier: Arc<Verifier>,
     pub delivery: Arc<TeamsDelivery>,
     pub tasks: TaskTracker,
+    /// The references remembered lately (address → reference): a reference that did
+    /// not change is not written again.
+    pub remembered: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -152,11 +155,13 @@ pub async fn activity(
         return status(e.status());
     }
     let now = svc.clock().now();
-    if let Err(e) = remember(svc, &a).await {
+    if let Err(e) = remember(svc, edge, &a).await {
         return internal(e);
     }
-    // Teams re-sends an activity it got no answer to within 15 s: once only.
-    if let Some(id) = &a.id {
+    // Teams re-sends an activity it got no answer to within 15 s: once only (a card
+    // action by its commit's idempotency key, anything else by claiming the id).
+    let card_action = a.kind == "invoke" && a.name.as_deref() == Some("adaptiveCard/action");
+    if let Some(id) = a.id.as_ref().filter(|_| !card_action) {
         match svc.claim(&format!("teams-activity:{id}"), now).await {
             Ok(true) => {}
             Ok(false) if a.kind == "invoke" => return card_action_message("Already done."),
@@ -172,8 +177,9 @@ pub async fn activity(
     }
 }
 
-/// Remembers how to reach the activity's tenant, person and channel.
-async fn remember(svc: &Service, a: &Activity) -> Result<(), ServiceError> {
+/// Remembers how to reach the activity's tenant, person and channel (written only
+/// when it changed since this process last wrote it).
+async fn remember(svc: &Service, edge: &TeamsEdge, a: &Activity) -> Result<(), ServiceError> {
     let Some(tenant) = a.tenant() else {
         return Ok(());
     };
@@ -186,26 +192,33 @@ async fn remember(svc: &Service, a: &Activity) -> Result<(), ServiceError> {
         }
         .encode()
     };
-    svc.remember(Platform::Teams, &tenant_key(&tenant), &reference(""), now)
-        .await?;
+    let mut learned = vec![(tenant_key(&tenant), reference(""))];
     if a.conversation.conversation_type.as_deref() == Some("personal")
         && let Some(aad) = &a.from.aad_object_id
     {
         let to = Address::Direct { user: aad.clone() };
-        svc.remember(
-            Platform::Teams,
-            &to.target(),
-            &reference(&a.conversation.id),
-            now,
-        )
-        .await?;
+        learned.push((to.target(), reference(&a.conversation.id)));
     }
     if let Some((channel, _)) = a.channel() {
         let to = Address::Channel {
             channel: channel.clone(),
         };
-        svc.remember(Platform::Teams, &to.target(), &reference(&channel), now)
-            .await?;
+        learned.push((to.target(), reference(&channel)));
+    }
+    for (address, r) in learned {
+        let known = {
+            let seen = edge.remembered.lock().unwrap_or_else(|p| p.into_inner());
+            seen.get(&address) == Some(&r)
+        };
+        if known {
+            continue;
+        }
+        svc.remember(Platform::Teams, &address, &r, now).await?;
+        let mut seen = edge.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        seen.insert(address, r);
     }
     Ok(())
 }
@@ -318,6 +331,7 @@ async fn invoke(svc: &Service, a: Activity) -> Response {
     let origin = Origin {
         user: who.clone(),
         reply_to: None,
+        idempotency_key: a.id.as_ref().map(|id| format!("teams-activity:{id}")),
     };
     let gov = svc.governance().clone();
     match a.name.as_deref() {
