@@ -10,3 +10,6 @@ CREATE TABLE conversations (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (platform, address)
 );
+
+-- A card's newest message, delivered or not (a Teams click is answered with it).
+CREATE INDEX outbox_by_card_newest ON outbox (platform, card_key, id) WHERE card_key IS NOT NULL;

@@ -304,15 +304,25 @@ impl Store {
         conversation: &str,
         message: &str,
     ) -> Result<Option<Outgoing>> {
-        let row = sqlx::query(
-            "SELECT o.payload FROM cards c JOIN outbox o \
-             ON o.platform = c.platform AND o.card_key = c.card_key \
-             WHERE c.platform = $1 AND c.conversation = $2 AND c.message = $3 \
-             ORDER BY o.id DESC LIMIT 1",
+        // Two index seeks: the card by where it was posted, then its newest message.
+        let key = sqlx::query(
+            "SELECT card_key FROM cards WHERE platform = $1 AND conversation = $2 AND message = $3",
         )
         .bind(platform.as_str())
         .bind(conversation)
         .bind(message)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let key: String = key.try_get("card_key")?;
+        let row = sqlx::query(
+            "SELECT payload FROM outbox WHERE platform = $1 AND card_key = $2 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(platform.as_str())
+        .bind(key)
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| parse("outbox payload", r.try_get::<&str, _>("payload")?))
