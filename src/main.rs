@@ -33,10 +33,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Walk one request through all seven steps against a built-in fake Slack, and
-    /// print what each person saw. Needs no Slack workspace.
+    /// Walk one request through all seven steps against a built-in fake Slack (or,
+    /// with --teams, a fake Microsoft Teams), and print what each person saw. Needs no
+    /// Slack workspace or Teams tenant.
     #[cfg(feature = "fakes")]
-    Demo,
+    Demo {
+        /// People act from Microsoft Teams (a fake token issuer and Bot Connector).
+        #[arg(long)]
+        teams: bool,
+    },
     /// Run the server (HTTP on WAIVER_LISTEN), applying migrations first.
     Serve,
     /// Apply database migrations to WAIVER_DATABASE_URL and exit.
@@ -178,8 +183,13 @@ fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         #[cfg(feature = "fakes")]
-        Command::Demo => {
-            waiver::demo::run().await?;
+        Command::Demo { teams } => {
+            let platform = if teams {
+                waiver::demo::Platform::Teams
+            } else {
+                waiver::demo::Platform::Slack
+            };
+            waiver::demo::run(platform).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {

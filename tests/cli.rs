@@ -687,6 +687,45 @@ fn the_demo_walks_all_seven_steps_and_verifies_the_audit_trail() {
 }
 
 #[test]
+fn the_teams_demo_walks_the_same_seven_steps_in_teams() {
+    let (code, out, err) = run(waiver().args(["demo", "--teams"]));
+    assert_eq!(code, 0, "{err}");
+    for step in [
+        "1 · Submission",
+        "2 · Completeness review",
+        "3 · Risk and impact assessment",
+        "4 · Stakeholder review",
+        "5 · Decision",
+        "6 · Communication and implementation",
+        "7 · Monitoring and review",
+    ] {
+        assert!(out.contains(step), "missing {step}");
+    }
+    assert!(out.contains("fake Microsoft Teams tenant"), "{out}");
+    assert!(
+        out.contains("James Carter sends ai-exception to Waiver"),
+        "{out}"
+    );
+    assert!(out.contains("the intake dialog opens"), "{out}");
+    assert!(
+        out.contains("Noah Fischer clicks [Send back…] in channel \"AI intake desk\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("a dialog opens for William Hughes: \"Approve\""),
+        "{out}"
+    );
+    assert!(out.contains("the card refreshes for Lucía Romero"), "{out}");
+    assert!(out.contains("DM to Marcus Webb · new message"), "{out}");
+    assert!(out.contains("AIX-0001 is now active"), "{out}");
+    assert!(out.contains("waiver audit verify: intact"), "{out}");
+    assert!(
+        !out.contains("/ai-exception"),
+        "Teams has no slash commands: {out}"
+    );
+}
+
+#[test]
 fn the_slack_manifest_matches_the_routes() {
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/slack/app-manifest.yaml"),

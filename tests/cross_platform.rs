@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::teams::{BothApp, action_data, channel, describe, member};
+use common::teams::{BothApp, channel, member};
 use common::{TestDb, uid};
 use serde_json::{Value, json};
 use waiver::domain::{RequestId, State};
 use waiver::fakes::slack::workspace::Input;
+use waiver::fakes::teams::tenant::{action_data, describe};
 
 const INTAKE: &str = "C0AIXINTAKE";
 const RISK: &str = "C0AIXRISK";
@@ -53,32 +54,7 @@ async fn teams_open(app: &BothApp, who: &str, post: &Value, title: &str) -> Valu
 }
 
 async fn teams_submit(app: &BothApp, who: &str, card: &Value, values: &[(&str, &str)]) {
-    let mut data = card["actions"][0]["data"].clone();
-    for (id, v) in values {
-        data[*id] = json!(v);
-    }
-    fn prefill(v: &Value, data: &mut Value) {
-        match v {
-            Value::Object(o) => {
-                if o.get("type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t.starts_with("Input."))
-                    && let (Some(id), Some(value)) = (o["id"].as_str(), o.get("value"))
-                    && data.get(id).is_none()
-                {
-                    data[id] = value.clone();
-                }
-                o.values().for_each(|c| prefill(c, data));
-            }
-            Value::Array(a) => a.iter().for_each(|c| prefill(c, data)),
-            _ => {}
-        }
-    }
-    prefill(card, &mut data);
-    let reply = app
-        .tenant
-        .invoke(&member(who), "task/submit", json!({ "data": data }))
-        .await;
+    let reply = app.tenant.submit_dialog(&member(who), card, values).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["task"]["type"], "message", "{}", reply.body);
 }

@@ -5,9 +5,10 @@
 mod common;
 
 use common::TestDb;
-use common::teams::{TeamsApp, action_data, channel, describe, member};
+use common::teams::{TeamsApp, channel, member};
 use serde_json::{Value, json};
 use waiver::domain::State;
+use waiver::fakes::teams::tenant::{action_data, describe};
 
 /// The last reply the bot posted in `who`'s personal chat.
 async fn last_reply(app: &TeamsApp, who: &str, needle: &str) -> Value {
@@ -33,38 +34,9 @@ fn dialog_card(answer: &Value) -> &Value {
     &answer["task"]["value"]["card"]["content"]
 }
 
-/// Fills the dialog `card` with `values` (field id → string) and submits it as Teams
-/// does: the inputs' values merged into the submit action's data.
+/// `who` submits the dialog `card` with `values` (field id → string).
 async fn submit(app: &TeamsApp, who: &str, card: &Value, values: &[(&str, &str)]) -> Value {
-    let mut data = card["actions"][0]["data"].clone();
-    fn inputs(v: &Value, out: &mut Vec<(String, Value)>) {
-        match v {
-            Value::Object(o) => {
-                if o.get("type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t.starts_with("Input."))
-                {
-                    let id = o["id"].as_str().unwrap_or_default().to_string();
-                    out.push((id, o.get("value").cloned().unwrap_or(json!(""))));
-                }
-                o.values().for_each(|c| inputs(c, out));
-            }
-            Value::Array(a) => a.iter().for_each(|c| inputs(c, out)),
-            _ => {}
-        }
-    }
-    let mut prefilled = Vec::new();
-    inputs(card, &mut prefilled);
-    for (id, value) in prefilled {
-        data[id] = value;
-    }
-    for (id, value) in values {
-        data[*id] = json!(value);
-    }
-    let reply = app
-        .tenant
-        .invoke(&member(who), "task/submit", json!({ "data": data }))
-        .await;
+    let reply = app.tenant.submit_dialog(&member(who), card, values).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.json()
 }

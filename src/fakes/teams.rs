@@ -254,10 +254,19 @@ impl FakeTeams {
             .unwrap_or_default()
     }
 
+    /// Every conversation the bot posted in.
+    pub fn conversations(&self) -> Vec<String> {
+        self.lock().conversations.keys().cloned().collect()
+    }
+
     /// The personal conversation the bot created with `member` (an AAD object id or
     /// a `29:` id), if any.
     pub fn personal(&self, member: &str) -> Option<String> {
-        self.lock().personal.get(member).cloned()
+        let aad = member.strip_prefix("29:").unwrap_or(member);
+        let inner = self.lock();
+        [aad.to_string(), format!("29:{aad}")]
+            .iter()
+            .find_map(|k| inner.personal.get(k).cloned())
     }
 
     /// Answers the next call of `kind` with `fault`.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use waiver::fakes::teams::tenant::{Member, Tenant};
+use waiver::fakes::teams::tenant::{Member, Tenant, describe};
 use waiver::fakes::teams::{FakeTeams, Posted};
 
 use super::{TestDb, fast_delivery, gov, now, p};
@@ -163,64 +163,6 @@ impl TeamsApp {
         }
         validate_cards(&cards_seen(&self.tenant));
     }
-}
-
-/// An activity's cards as a person would read them: text runs, inputs and buttons.
-pub fn describe(activity: &Value) -> String {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(o) => {
-                match o.get("type").and_then(Value::as_str) {
-                    Some("TextRun") => out.push(
-                        o.get("text")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
-                    ),
-                    Some(t) if t.starts_with("Action.") => out.push(format!(
-                        "[{}]",
-                        o.get("title").and_then(Value::as_str).unwrap_or_default()
-                    )),
-                    Some(t) if t.starts_with("Input.") => out.push(format!(
-                        "{}: ____",
-                        o.get("label").and_then(Value::as_str).unwrap_or_default()
-                    )),
-                    _ => {}
-                }
-                for (k, child) in o {
-                    if k != "card" || !o.contains_key("type") || o["type"] != "Action.ShowCard" {
-                        walk(child, out);
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(activity, &mut out);
-    out.join("\n")
-}
-
-/// The data of the card action titled `title` in `activity`.
-pub fn action_data(activity: &Value, title: &str) -> Option<Value> {
-    fn find(v: &Value, title: &str) -> Option<Value> {
-        match v {
-            Value::Object(o) => {
-                if o.get("type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t.starts_with("Action."))
-                    && o.get("title").and_then(Value::as_str) == Some(title)
-                {
-                    return o.get("data").cloned();
-                }
-                o.values().find_map(|c| find(c, title))
-            }
-            Value::Array(a) => a.iter().find_map(|c| find(c, title)),
-            _ => None,
-        }
-    }
-    find(activity, title)
 }
 
 /// One Waiver serving Slack and Teams at once, each against its fake.

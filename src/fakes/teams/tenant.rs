@@ -227,6 +227,35 @@ impl Tenant {
         self.send(&a).await
     }
 
+    /// `from` opens the dialog of the card action `data` (`task/fetch`): the dialog
+    /// (`title`, `card.content`), or Waiver's answer if it answered otherwise.
+    pub async fn open_dialog(&self, from: &Member, data: Value) -> Result<Value, Reply> {
+        let reply = self
+            .invoke(from, "task/fetch", json!({ "data": data }))
+            .await;
+        let answer = reply.json();
+        if reply.status != 200 || answer["task"]["type"] != "continue" {
+            return Err(reply);
+        }
+        Ok(answer["task"]["value"].clone())
+    }
+
+    /// `from` fills the dialog `card` with `values` (input id → value) and submits it
+    /// as Teams does: every input's value merged into the submit action's data.
+    pub async fn submit_dialog(
+        &self,
+        from: &Member,
+        card: &Value,
+        values: &[(&str, &str)],
+    ) -> Reply {
+        self.invoke(
+            from,
+            "task/submit",
+            json!({ "data": dialog_data(card, values) }),
+        )
+        .await
+    }
+
     /// An invoke (`task/fetch`, `task/submit`, `adaptiveCard/action`) from `from`.
     pub async fn invoke(&self, from: &Member, name: &str, value: Value) -> Reply {
         let mut a = self.personal(from, "invoke");
@@ -234,4 +263,110 @@ impl Tenant {
         a["value"] = value;
         self.send(&a).await
     }
+}
+
+/// An activity's cards as a person would read them: text runs, inputs and buttons.
+pub fn describe(activity: &Value) -> String {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                match o.get("type").and_then(Value::as_str) {
+                    // A paragraph: its runs on one line.
+                    Some("RichTextBlock") => {
+                        let runs = o.get("inlines").and_then(Value::as_array);
+                        out.push(
+                            runs.into_iter()
+                                .flatten()
+                                .filter_map(|r| r.get("text").and_then(Value::as_str))
+                                .collect(),
+                        );
+                        return;
+                    }
+                    Some("TextRun") => out.push(
+                        o.get("text")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
+                    ),
+                    Some(t) if t.starts_with("Action.") => out.push(format!(
+                        "[{}]",
+                        o.get("title").and_then(Value::as_str).unwrap_or_default()
+                    )),
+                    Some(t) if t.starts_with("Input.") => out.push(format!(
+                        "{}: ____",
+                        o.get("label").and_then(Value::as_str).unwrap_or_default()
+                    )),
+                    _ => {}
+                }
+                // What a card says, then what can be done with it.
+                let (actions, rest): (Vec<_>, Vec<_>) =
+                    o.iter().partition(|(k, _)| k.as_str() == "actions");
+                for (k, child) in rest.into_iter().chain(actions) {
+                    if k != "card"
+                        || o.get("type").and_then(Value::as_str) != Some("Action.ShowCard")
+                    {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(activity, &mut out);
+    out.join("\n")
+}
+
+/// The data of the card action titled `title` in `activity`.
+pub fn action_data(activity: &Value, title: &str) -> Option<Value> {
+    fn find(v: &Value, title: &str) -> Option<Value> {
+        match v {
+            Value::Object(o) => {
+                if o.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("Action."))
+                    && o.get("title").and_then(Value::as_str) == Some(title)
+                {
+                    return o.get("data").cloned();
+                }
+                o.values().find_map(|c| find(c, title))
+            }
+            Value::Array(a) => a.iter().find_map(|c| find(c, title)),
+            _ => None,
+        }
+    }
+    find(activity, title)
+}
+
+/// What Teams sends when the dialog `card` is submitted: its submit action's data with
+/// every input's value — `values` (input id → value) where given, else the input's
+/// prefilled value, else empty.
+pub fn dialog_data(card: &Value, values: &[(&str, &str)]) -> Value {
+    fn inputs(v: &Value, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Object(o) => {
+                if o.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("Input."))
+                {
+                    let id = o["id"].as_str().unwrap_or_default().to_string();
+                    out.push((id, o.get("value").cloned().unwrap_or(json!(""))));
+                }
+                o.values().for_each(|c| inputs(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| inputs(c, out)),
+            _ => {}
+        }
+    }
+    let mut data = card["actions"][0]["data"].clone();
+    let mut prefilled = Vec::new();
+    inputs(card, &mut prefilled);
+    for (id, value) in prefilled {
+        data[id] = value;
+    }
+    for (id, value) in values {
+        data[*id] = json!(value);
+    }
+    data
 }
