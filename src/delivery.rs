@@ -31,7 +31,7 @@ use crate::chat::{Failure, Surface};
 use crate::clock::Clock;
 use crate::domain::Timestamp;
 use crate::message::Platform;
-use crate::store::{Claimed, Finish, Store};
+use crate::store::{Claimed, Finish, OutboxRow, OutboxStatus, Store};
 
 /// How often the worker checks that every conversation with pending messages has a
 /// queue (see `Store::repair_outbox_queues`).
@@ -381,4 +381,51 @@ fn platform_name(p: Platform) -> &'static str {
         Platform::Slack => "Slack",
         Platform::Teams => "Teams",
     }
+}
+
+/// What `waiver outbox` prints: every message not delivered yet, one line each — the
+/// recipient, what it is, how far its delivery got and why it is not there yet.
+pub fn undelivered_report(rows: &[OutboxRow], now: Timestamp) -> String {
+    if rows.is_empty() {
+        return "every message has been delivered\n".into();
+    }
+    let parked = rows
+        .iter()
+        .filter(|r| r.status == OutboxStatus::Parked)
+        .count();
+    let mut out = format!(
+        "{} message(s) not delivered: {} pending, {parked} parked\n",
+        rows.len(),
+        rows.len() - parked
+    );
+    for r in rows {
+        let m = &r.outgoing;
+        let state = match r.status {
+            OutboxStatus::Parked => "parked (send again with `waiver outbox retry`)".to_string(),
+            _ if r.next_attempt_at > now => format!("next try {}", r.next_attempt_at.minute()),
+            _ => "due now".to_string(),
+        };
+        let kind = if m.card.is_some() { "card" } else { "message" };
+        let what = match &m.request {
+            Some(id) => format!("{id} {kind}"),
+            None => kind.to_string(),
+        };
+        let mut summary: String = m.message.summary.chars().take(80).collect();
+        if summary.len() < m.message.summary.len() {
+            summary.push('…');
+        }
+        out.push_str(&format!(
+            "#{} {} {} — {what} {summary:?}, filed {}, {} attempt(s), {state}",
+            r.id,
+            platform_name(m.platform),
+            m.to.target(),
+            r.created_at.minute(),
+            r.attempts,
+        ));
+        if let Some(e) = &r.last_error {
+            out.push_str(&format!(": {e}"));
+        }
+        out.push('\n');
+    }
+    out
 }

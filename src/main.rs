@@ -77,6 +77,12 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Messages not delivered yet (waiting for an app install, retrying, parked), and
+    /// sending parked ones again.
+    Outbox {
+        #[command(subcommand)]
+        command: Option<OutboxCommand>,
+    },
     /// Print the workflow the governance file enforces, as Mermaid text.
     Diagram {
         /// The governance file (default: WAIVER_GOVERNANCE).
@@ -100,6 +106,25 @@ enum Command {
 enum AuditCommand {
     /// Recompute the hash chain; name the first broken entry.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List every message not delivered yet, oldest first (the default).
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Send parked messages again (audited), once what parked them is fixed.
+    Retry {
+        /// The messages (the `#` numbers `waiver outbox` shows).
+        #[arg(conflicts_with = "all_parked")]
+        ids: Vec<i64>,
+        /// Every parked message.
+        #[arg(long)]
+        all_parked: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -305,6 +330,49 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "wrote {}: upload it in Teams admin center → Teams apps → Manage apps → Upload new app",
                 output.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox { command } => {
+            let store = app::open_store(&database_url()).await?;
+            let now = waiver::clock::Clock::System.now();
+            match command.unwrap_or(OutboxCommand::List { limit: 200 }) {
+                OutboxCommand::List { limit } => {
+                    let rows = store.undelivered(limit).await?;
+                    print!("{}", waiver::delivery::undelivered_report(&rows, now));
+                }
+                OutboxCommand::Retry { ids, all_parked } => {
+                    if ids.is_empty() && !all_parked {
+                        bail!(
+                            "name the messages to send again (the # numbers `waiver outbox` shows), or --all-parked"
+                        );
+                    }
+                    let wanted = (!all_parked).then_some(ids.clone());
+                    let actor = format!(
+                        "operator:{}",
+                        std::env::var("USER").unwrap_or_else(|_| "cli".into())
+                    );
+                    let done = store.requeue_parked(wanted, &actor, now).await?;
+                    let missed: Vec<String> = ids
+                        .iter()
+                        .filter(|id| !done.contains(id))
+                        .map(|id| format!("#{id}"))
+                        .collect();
+                    store.close().await;
+                    println!(
+                        "{} parked message(s) queued again; `waiver serve` delivers them",
+                        done.len()
+                    );
+                    if !missed.is_empty() {
+                        eprintln!(
+                            "error: not parked (delivered, superseded by a newer card message, or unknown): {}",
+                            missed.join(", ")
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            store.close().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diagram { file } => {

@@ -374,6 +374,55 @@ async fn audit_verify_passes_then_names_the_tampered_entry() {
 }
 
 #[tokio::test]
+async fn outbox_lists_what_is_not_delivered_and_refuses_to_resend_what_is_not_parked() {
+    // Filed through the library with no server running: every message is pending.
+    let (db, id) = populated().await;
+    let pending = db.store().await.undelivered(1000).await.unwrap().len();
+    assert!(pending > 3, "{pending}");
+    let (code, out, err) = run(waiver().arg("outbox").env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "{pending} message(s) not delivered: {pending} pending, 0 parked\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Slack C0AIXINTAKE — {id} card")),
+        "{out}"
+    );
+    assert!(out.contains("0 attempt(s), due now"), "{out}");
+    let (code, out, _) = run(waiver()
+        .args(["outbox", "list", "--limit", "1"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    let (code, out, err) = run(waiver()
+        .args(["outbox", "retry", "1", "999"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 1);
+    assert!(out.contains("0 parked message(s) queued again"), "{out}");
+    assert!(
+        err.contains("error: not parked (delivered, superseded by a newer card message, or unknown): #1, #999"),
+        "{err}"
+    );
+    let (code, _, err) = run(waiver()
+        .args(["outbox", "retry"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 1, "names what is missing: {err}");
+    assert!(
+        err.contains("error: name the messages to send again (the # numbers `waiver outbox` shows), or --all-parked"),
+        "{err}"
+    );
+    let (code, out, _) = run(waiver()
+        .args(["outbox", "retry", "--all-parked"])
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0);
+    assert!(out.contains("0 parked message(s) queued again"), "{out}");
+}
+
+#[tokio::test]
 async fn export_writes_one_record_per_exception_with_its_history() {
     let (db, id) = populated().await;
     let (code, out, err) = run(waiver()

@@ -167,6 +167,99 @@ both!(
 );
 
 both!(
+    parked_messages_are_listed_for_operators_and_sent_again_once_fixed,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        app.fake().fail_channel(INTAKE, "not_in_channel");
+        let id = file(&app).await;
+        app.drained().await;
+        let rows = app.store().undelivered(100).await.unwrap();
+        assert_eq!(rows.len(), 1, "only the parked card is undelivered");
+        let report = waiver::delivery::undelivered_report(&rows, app.now());
+        assert!(
+            report.starts_with("1 message(s) not delivered: 0 pending, 1 parked\n"),
+            "{report}"
+        );
+        let line = format!(
+            "#{} Slack {INTAKE} — {id} card {:?}, filed {}, 1 attempt(s), parked (send again with `waiver outbox retry`): not_in_channel",
+            rows[0].id,
+            rows[0].outgoing.message.summary,
+            rows[0].created_at.minute()
+        );
+        assert!(report.contains(&line), "{report}\nwanted {line}");
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 0);
+
+        // The operator invites the bot and sends it again: posted once, audited.
+        app.fake().heal_channel(INTAKE);
+        let again = app
+            .store()
+            .requeue_parked(None, "operator:test", app.now())
+            .await
+            .unwrap();
+        assert_eq!(again, vec![rows[0].id]);
+        app.drained().await;
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 1);
+        assert!(app.store().undelivered(100).await.unwrap().is_empty());
+        let audit = app.store().audit_of(id).await.unwrap();
+        assert!(
+            audit.iter().any(|e| e.action == "requeue"
+                && e.actor == "operator:test"
+                && e.details["last_error"] == "not_in_channel"),
+            "{audit:#?}"
+        );
+        // A message that is not parked (now sent) is not sent a second time.
+        let twice = app
+            .store()
+            .requeue_parked(Some(vec![rows[0].id]), "operator:test", app.now())
+            .await
+            .unwrap();
+        assert!(twice.is_empty());
+        assert!(app.store().verify_audit().await.unwrap().is_ok());
+        app.stop().await;
+    }
+);
+
+both!(
+    a_parked_card_message_overtaken_by_a_newer_one_is_not_sent_again,
+    |db: TestDb| async move {
+        let app = App::spawn(db).await;
+        app.fake().fail_channel(INTAKE, "not_in_channel");
+        let id = file(&app).await;
+        app.drained().await;
+        // Fixed before the next change: the card's newer message posts the card as it
+        // is now.
+        app.fake().heal_channel(INTAKE);
+        let v = app.service().request(id).await.unwrap().unwrap().version();
+        app.service()
+            .act(
+                waiver::service::Attempt::new(
+                    waiver::domain::Actor::Person(common::p("noah.fischer")),
+                    id,
+                    v,
+                    waiver::domain::Action::MarkComplete,
+                ),
+                app.now(),
+            )
+            .await
+            .unwrap();
+        app.drained().await;
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 1);
+        let posted = app.fake().calls_to("chat.postMessage").len();
+        // The old parked message would show the card's old state: not sent again.
+        let again = app
+            .store()
+            .requeue_parked(None, "operator:test", app.now())
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        app.drained().await;
+        assert_eq!(app.fake().calls_to("chat.postMessage").len(), posted);
+        assert!(app.store().undelivered(100).await.unwrap().is_empty());
+        app.stop().await;
+    }
+);
+
+both!(
     a_crash_between_commit_and_delivery_loses_nothing_and_duplicates_nothing,
     |db: TestDb| async move {
         // The server commits state and queues messages, then dies before delivering.

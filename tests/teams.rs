@@ -184,6 +184,63 @@ both!(
 );
 
 both!(
+    a_channel_the_app_is_not_in_yet_gets_its_card_once_the_app_is_added,
+    |db: TestDb| async move {
+        let intake = channel("ai-intake");
+        let app = TeamsApp::spawn_without(db, std::slice::from_ref(&intake)).await;
+        let id = file(&app, "Voice notes to text").await;
+        // The requester's routing plan arrives; the intake card waits, with the reason
+        // shown to operators (`waiver outbox`), and is never dropped.
+        last_reply(&app, "james.carter", "Here is how it will be reviewed").await;
+        let waiting = loop {
+            let rows = app.store().undelivered(100).await.unwrap();
+            if rows.iter().any(|r| r.last_error.is_some()) {
+                break rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(waiting.len(), 1, "{waiting:#?}");
+        let row = &waiting[0];
+        let report = waiver::delivery::undelivered_report(&waiting, row.created_at);
+        let line = format!(
+            "#{} Teams {intake} — {id} card {:?}, filed {}, 0 attempt(s), next try {}: \
+             Waiver is not in channel {intake} yet: add the app to its team\n",
+            row.id,
+            row.outgoing.message.summary,
+            row.created_at.minute(),
+            row.next_attempt_at.minute()
+        );
+        assert!(report.ends_with(&line), "{report}\nwanted {line}");
+        assert!(app.posts(&intake, &id.to_string()).is_empty());
+        assert_eq!(
+            waiting[0].status,
+            waiver::store::OutboxStatus::Pending,
+            "waiting, not parked"
+        );
+
+        // The admin adds the app to the team: the card arrives, once.
+        let reply = app
+            .tenant
+            .install_in_channel(&member("noah.fischer"), &intake)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        app.until("the completeness card", |_| {
+            !app.posts(&intake, &id.to_string()).is_empty()
+        })
+        .await;
+        for _ in 0..500 {
+            if app.store().undelivered(100).await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(app.store().undelivered(100).await.unwrap().is_empty());
+        assert_eq!(app.posts(&intake, &id.to_string()).len(), 1);
+        app.stop().await;
+    }
+);
+
+both!(
     a_refused_click_is_answered_in_the_invoke_and_changes_nothing,
     |db: TestDb| async move {
         let app = TeamsApp::spawn(db).await;

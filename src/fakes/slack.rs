@@ -438,6 +438,11 @@ impl FakeSlack {
             .insert(channel.to_string(), error.to_string());
     }
 
+    /// Lets posts to `channel` through again after [`fail_channel`](Self::fail_channel).
+    pub fn heal_channel(&self, channel: &str) {
+        self.lock().failing_channels.remove(channel);
+    }
+
     /// Delays every answer by `d` (default 0).
     pub fn set_latency(&self, d: Duration) {
         self.lock().latency = d;

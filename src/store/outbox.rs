@@ -611,3 +611,123 @@ async fn delay_queue(conn: &mut sqlx::AnyConnection, row: &Claimed, at: Timestam
     .await?;
     Ok(())
 }
+
+/// Parked messages an operator sends again: each of `ids` still parked goes back to
+/// pending with its attempts reset, except a card message that a newer message for
+/// the same card has overtaken (it would show an old state), which is superseded.
+/// Returns the ids requeued, with one audit entry each.
+pub(super) async fn write_requeue(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[i64],
+    actor: &str,
+    now: Timestamp,
+) -> Result<(Vec<i64>, Vec<AuditRecord>)> {
+    use super::writer::{Bind, QUEUES, insert};
+    use sqlx::AssertSqlSafe;
+    let mut done = Vec::new();
+    let mut audits = Vec::new();
+    // Conversations to queue, in a stable order (lock order on PostgreSQL).
+    let mut queues = std::collections::BTreeSet::new();
+    for chunk in ids.chunks(64) {
+        let list = placeholders(1, chunk.len(), 1);
+        let bind_all = |sql: String| {
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q
+        };
+        bind_all(format!(
+            "UPDATE outbox SET status = 'superseded', lease_until = NULL, in_doubt = 0 \
+             WHERE id IN ({list}) AND status = 'parked' AND card_key IS NOT NULL AND EXISTS \
+             (SELECT 1 FROM outbox n WHERE n.platform = outbox.platform AND n.card_key = outbox.card_key \
+             AND n.id > outbox.id AND n.status IN ('pending', 'sent'))"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        let rows = bind_all(format!(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = 0, \
+             lease_until = NULL, in_doubt = 0 WHERE id IN ({list}) AND status = 'parked' \
+             RETURNING id, request_id, platform, target, card_key, last_error"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let platform: String = r.try_get("platform")?;
+            let target: String = r.try_get("target")?;
+            done.push(id);
+            audits.push(AuditRecord {
+                at: now,
+                actor: actor.to_string(),
+                request: r
+                    .try_get::<Option<i64>, _>("request_id")?
+                    .map(RequestId::new),
+                action: "requeue".into(),
+                outcome: Outcome::Applied,
+                details: json!({
+                    "outbox_id": id,
+                    "platform": platform,
+                    "target": target,
+                    "card": r.try_get::<Option<String>, _>("card_key")?,
+                    "last_error": r.try_get::<Option<String>, _>("last_error")?,
+                }),
+            });
+            queues.insert((platform, target));
+        }
+    }
+    if !queues.is_empty() {
+        let rows = queues
+            .into_iter()
+            .map(|(platform, target)| vec![Bind::Text(platform), Bind::Text(target), Bind::Int(0)])
+            .collect();
+        insert(conn, &QUEUES, rows).await?;
+    }
+    done.sort_unstable();
+    Ok((done, audits))
+}
+
+impl Store {
+    /// Messages not delivered yet — pending (waiting, retrying) and parked — oldest
+    /// first, at most `limit` (for operators: `waiver outbox`).
+    pub async fn undelivered(&self, limit: u32) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, payload, status, attempts, next_attempt_at, last_error \
+             FROM outbox WHERE status IN ('pending', 'parked') ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Sends parked messages again (`None`: every parked message), audited under
+    /// `actor`; returns the ids requeued. See [`write_requeue`].
+    pub async fn requeue_parked(
+        &self,
+        ids: Option<Vec<i64>>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<i64>> {
+        let ids = match ids {
+            Some(ids) => ids,
+            None => sqlx::query("SELECT id FROM outbox WHERE status = 'parked' ORDER BY id")
+                .fetch_all(&self.read)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<std::result::Result<_, _>>()?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (job, rx) = super::writer::Job::requeue(ids, actor.to_string(), now);
+        match self.writer.submit(job, rx).await? {
+            super::writer::Done::Requeued(ids) => Ok(ids),
+            _ => Err(corrupt(
+                "requeue",
+                "the writer answered with something else",
+            )),
+        }
+    }
+}

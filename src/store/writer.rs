@@ -220,7 +220,7 @@ const OUTBOX: Table = Table {
 /// keeps its schedule (it may be backing off). The no-op update takes the queue's row
 /// lock, so a delivery worker emptying the queue concurrently waits for this batch
 /// and then sees its messages (PostgreSQL, READ COMMITTED).
-const QUEUES: Table = Table {
+pub(super) const QUEUES: Table = Table {
     name: "outbox_queues",
     columns: &["platform", "target", "next_attempt_at"],
     suffix: " ON CONFLICT (platform, target) DO UPDATE SET next_attempt_at = outbox_queues.next_attempt_at",
@@ -518,6 +518,8 @@ enum Work {
         Vec<super::schedule::DigestGroup>,
         super::schedule::DigestPlan,
     ),
+    /// Parked messages an operator sends again (see `outbox::write_requeue`).
+    Requeue { ids: Vec<i64>, actor: String },
 }
 
 /// What a finished job answers.
@@ -525,6 +527,7 @@ pub(super) enum Done {
     Seq(u64),
     Created(Box<NewRequest>),
     Digests(Vec<super::schedule::DigestSent>),
+    Requeued(Vec<i64>),
 }
 
 pub(super) struct Job {
@@ -585,6 +588,10 @@ impl Job {
         now: Timestamp,
     ) -> Submitted {
         Self::new(Work::Digest(groups, plan), None, Vec::new(), None, now)
+    }
+
+    pub(super) fn requeue(ids: Vec<i64>, actor: String, now: Timestamp) -> Submitted {
+        Self::new(Work::Requeue { ids, actor }, None, Vec::new(), None, now)
     }
 
     pub(super) fn record(
@@ -882,6 +889,17 @@ async fn attempt(
         }
     }
 
+    // 5c. Parked messages sent again.
+    let mut requeued: HashMap<usize, Vec<i64>> = HashMap::new();
+    for i in &winners {
+        if let Work::Requeue { ids, actor } = &batch[*i].work {
+            let (done, audits) =
+                super::outbox::write_requeue(&mut tx, ids, actor, batch[*i].now).await?;
+            requeued.insert(*i, done);
+            delivery_audits.extend(audits.into_iter().map(|a| (*i, a)));
+        }
+    }
+
     // 6. One audit entry per winner, chained in batch order. The audit head is locked
     //    last: every transaction takes request rows, then queue rows, then the head.
     let audits: Vec<(usize, AuditRecord)> = winners
@@ -916,7 +934,10 @@ async fn attempt(
         outcome[i] = Some(Ok(match (created.remove(&i), digests_sent.remove(&i)) {
             (Some(new), _) => Done::Created(Box::new(new)),
             (None, Some(sent)) => Done::Digests(sent),
-            (None, None) => Done::Seq(seq),
+            (None, None) => match requeued.remove(&i) {
+                Some(ids) => Done::Requeued(ids),
+                None => Done::Seq(seq),
+            },
         }));
     }
     Ok(outcome

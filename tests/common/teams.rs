@@ -63,6 +63,12 @@ fn config(db: &TestDb, fake: &FakeTeams) -> waiver::config::Config {
 impl TeamsApp {
     /// Starts Waiver on Teams alone, with the app installed in every role's channel.
     pub async fn spawn(db: TestDb) -> TeamsApp {
+        Self::spawn_without(db, &[]).await
+    }
+
+    /// Starts Waiver on Teams alone, with the app installed in every role's channel
+    /// but those in `not_installed`.
+    pub async fn spawn_without(db: TestDb, not_installed: &[String]) -> TeamsApp {
         let clock = waiver::clock::Clock::starting_at(now());
         let fake = FakeTeams::start(APP_ID, APP_PASSWORD, &tenant(), clock.clone()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -100,8 +106,8 @@ impl TeamsApp {
         );
         channels.sort();
         channels.dedup();
-        for c in channels {
-            let reply = app.tenant.install_in_channel(&admin, &c).await;
+        for c in channels.iter().filter(|c| !not_installed.contains(c)) {
+            let reply = app.tenant.install_in_channel(&admin, c).await;
             assert_eq!(reply.status, 200, "{}", reply.body);
         }
         app

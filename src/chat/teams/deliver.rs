@@ -233,10 +233,15 @@ impl TeamsDelivery {
         reference: Option<&(String, String)>,
     ) -> Result<Option<Posted>, Failure> {
         let Some((key, raw)) = reference else {
-            return Err(Failure::Unreachable(format!(
-                "Waiver has no conversation with {} in Teams yet: install the app for them (or in their team)",
-                m.to.target()
-            )));
+            return Err(Failure::Unreachable(match &m.to {
+                Address::Channel { channel } => {
+                    format!("Waiver is not in channel {channel} yet: add the app to its team")
+                }
+                other => format!(
+                    "Waiver has no conversation with {} in Teams yet: install the app for them",
+                    other.target()
+                ),
+            }));
         };
         let r = ConversationRef::parse(raw)
             .ok_or_else(|| Failure::Permanent("an unreadable conversation reference".into()))?;
