@@ -81,7 +81,7 @@ enum Form {
 /// The people's side of the platform: signed requests as the platform sends them,
 /// and what the bot posted there.
 enum People {
-    Slack(slack::People),
+    Slack(Box<slack::People>),
     Teams(teams::People),
 }
 
@@ -307,7 +307,7 @@ async fn walk(
         Platform::Slack => {
             let (p, r) =
                 slack::People::start(&gov, database_url, governance_path, options, &mut t).await?;
-            (People::Slack(p), r)
+            (People::Slack(Box::new(p)), r)
         }
         Platform::Teams => {
             let (p, r) =
