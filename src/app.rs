@@ -122,6 +122,11 @@ pub async fn start(
             .unwrap_or(crate::store::DEFAULT_WRITER_QUEUE),
     )
     .await?;
+    // Decisions name this file's hash; keep its text so that evidence packs carry it.
+    store
+        .remember_governance(gov.hash.as_str(), &gov.source, options.clock.now())
+        .await
+        .context("cannot record the governance file")?;
     let mut platforms = Vec::new();
     let mut surfaces = Vec::new();
     let tasks = tokio_util::task::TaskTracker::new();

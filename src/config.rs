@@ -127,11 +127,48 @@ pub struct TeamsConfig {
 }
 
 impl TeamsConfig {
-    /// Whether the bot may call `service_url` (one of the allowed prefixes).
+    /// Whether the bot may call `service_url`: the same scheme, host and port as one
+    /// of the allowed URLs, under its path (at a `/`), with no user info. Plain text
+    /// prefixes would let `https://smba.trafficmanager.net.evil.example/` through.
     pub fn allows_service_url(&self, service_url: &str) -> bool {
-        self.service_urls
-            .iter()
-            .any(|prefix| service_url.starts_with(prefix.as_str()))
+        let Ok(url) = reqwest::Url::parse(service_url) else {
+            return false;
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return false;
+        }
+        self.service_urls.iter().any(|allowed| {
+            let Ok(allowed) = reqwest::Url::parse(allowed) else {
+                return false;
+            };
+            let dir = |path: &str| {
+                if path.ends_with('/') {
+                    path.to_string()
+                } else {
+                    format!("{path}/")
+                }
+            };
+            url.scheme() == allowed.scheme()
+                && url.host_str() == allowed.host_str()
+                && url.port_or_known_default() == allowed.port_or_known_default()
+                && dir(url.path()).starts_with(&dir(allowed.path()))
+        })
+    }
+}
+
+/// Whether `url` is HTTPS, or HTTP to this machine (tests, a local proxy).
+fn secure_or_loopback(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => true,
+        Ok(u) if u.scheme() == "http" => {
+            let host = u.host_str().unwrap_or_default();
+            host == "localhost"
+                || host == "[::1]"
+                || host
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
     }
 }
 
@@ -183,6 +220,10 @@ pub enum ConfigError {
     },
     #[error("{name}={value:?} is not an http(s) URL")]
     TeamsUrl { name: &'static str, value: String },
+    #[error(
+        "TEAMS_SERVICE_URLS names {0:?}: each must be an https URL (http only to 127.0.0.1 or localhost)"
+    )]
+    TeamsServiceUrl(String),
 }
 
 impl Config {
@@ -269,7 +310,10 @@ fn teams(get: &impl Fn(&str) -> Option<String>) -> Result<Option<TeamsConfig>, C
         .filter(|u| !u.is_empty())
         .collect();
     for u in &service_urls {
-        http_url("TEAMS_SERVICE_URLS", u.clone())?;
+        // The bot sends its token there: never in the clear beyond this machine.
+        if !secure_or_loopback(u) {
+            return Err(ConfigError::TeamsServiceUrl(u.clone()));
+        }
     }
     Ok(Some(TeamsConfig {
         app_id: value("TEAMS_APP_ID"),
@@ -288,6 +332,61 @@ fn teams(get: &impl Fn(&str) -> Option<String>) -> Result<Option<TeamsConfig>, C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_urls_match_by_origin_and_path_never_by_text_prefix() {
+        let config = |allowed: &str| TeamsConfig {
+            app_id: "app".into(),
+            app_password: Secret::new("pw".to_string()),
+            tenant_id: "t".into(),
+            openid_metadata_url: String::new(),
+            token_url: String::new(),
+            service_urls: vec![allowed.into()],
+        };
+        let c = config("https://smba.trafficmanager.net");
+        for ok in [
+            "https://smba.trafficmanager.net/",
+            "https://smba.trafficmanager.net/emea/",
+            "https://SMBA.trafficmanager.net:443/amer/x",
+        ] {
+            assert!(c.allows_service_url(ok), "{ok}");
+        }
+        for bad in [
+            "https://smba.trafficmanager.net.evil.example/",
+            "https://smba.trafficmanager.net@evil.example/",
+            "https://user@smba.trafficmanager.net/",
+            "http://smba.trafficmanager.net/",
+            "https://smba.trafficmanager.net:8443/",
+            "not a url",
+        ] {
+            assert!(!c.allows_service_url(bad), "{bad}");
+        }
+        let c = config("https://smba.trafficmanager.net/emea/");
+        assert!(c.allows_service_url("https://smba.trafficmanager.net/emea/"));
+        assert!(!c.allows_service_url("https://smba.trafficmanager.net/emeax/"));
+        assert!(!c.allows_service_url("https://smba.trafficmanager.net/"));
+    }
+
+    #[test]
+    fn teams_service_urls_must_be_https_beyond_this_machine() {
+        let env = |urls: &'static str| {
+            move |k: &str| match k {
+                "SLACK_SIGNING_SECRET" | "SLACK_BOT_TOKEN" => None,
+                "TEAMS_APP_ID" | "TEAMS_APP_PASSWORD" | "TEAMS_TENANT_ID" => Some("x".to_string()),
+                "TEAMS_SERVICE_URLS" => Some(urls.to_string()),
+                _ => None,
+            }
+        };
+        let err = Config::from_lookup(env("http://smba.trafficmanager.net/"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "TEAMS_SERVICE_URLS names \"http://smba.trafficmanager.net/\": each must be an https URL (http only to 127.0.0.1 or localhost)"
+        );
+        assert!(Config::from_lookup(env("http://127.0.0.1:9/")).is_ok());
+        assert!(Config::from_lookup(env("https://smba.trafficmanager.net/")).is_ok());
+    }
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

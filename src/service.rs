@@ -73,6 +73,8 @@ pub enum Submitted {
     Filed(Box<ExceptionRequest>),
     Invalid(FieldErrors),
     Refused(WorkflowError),
+    /// Filed already under this idempotency key (a platform re-sent the submission).
+    Duplicate,
 }
 
 /// One attempt by someone to act on a request.
@@ -314,6 +316,20 @@ impl Service {
         renews: Option<RequestId>,
         now: Timestamp,
     ) -> Result<Submitted, ServiceError> {
+        self.submit_once(requester, input, renews, None, now).await
+    }
+
+    /// [`submit`](Self::submit), at most once per `idempotency_key` (the platform's
+    /// id for a submission it may send again): the request, its audit entry and the
+    /// key are committed together.
+    pub async fn submit_once(
+        &self,
+        requester: &PersonId,
+        input: &FormInput,
+        renews: Option<RequestId>,
+        idempotency_key: Option<String>,
+        now: Timestamp,
+    ) -> Result<Submitted, ServiceError> {
         let gov = self.gov.clone();
         let content = match RequestContent::parse(input, &gov, now.date()) {
             Ok(c) => c,
@@ -339,9 +355,9 @@ impl Service {
         }
         let requester = requester.clone();
         let platforms = self.platforms.clone();
-        let new = self
+        let created = self
             .store
-            .create(
+            .create_once(
                 move |id| {
                     let t = ExceptionRequest::submit(
                         id,
@@ -373,9 +389,15 @@ impl Service {
                         due_at,
                     }
                 },
+                idempotency_key,
                 now,
             )
-            .await?;
+            .await;
+        let new = match created {
+            Ok(new) => new,
+            Err(StoreError::Duplicate) => return Ok(Submitted::Duplicate),
+            Err(e) => return Err(e.into()),
+        };
         self.outbox_ready.notify_one();
         let request = new.request;
         Ok(Submitted::Filed(Box::new(request)))
@@ -578,6 +600,7 @@ fn applied(
             "to": after.state,
             "version": after.version(),
             "revision": after.revision,
+            "digest": after.digest(),
             "event": event,
         }),
     }

@@ -186,6 +186,18 @@ async fn every_wrong_token_is_refused_for_its_reason() {
             "{what}"
         );
     }
+    // An activity from another Bot Framework channel, signed with a key endorsed for
+    // it (Web Chat lets the client write the sender's identity): refused.
+    let token = fake.sign(
+        &fake.claims(&service_url),
+        SigningKey::Unendorsed,
+        UNENDORSED_KID,
+    );
+    let verified = v.verify(Some(&bearer(&token))).await.unwrap();
+    assert_eq!(
+        v.check_activity(&verified, "webchat", &service_url),
+        Err(AuthError::Channel("webchat".into()))
+    );
     // A serviceUrl the bot is not configured to call, even with a matching claim.
     let elsewhere = "https://evil.example/connector/";
     let token = fake.token(elsewhere);

@@ -89,6 +89,8 @@ struct Inner {
     conversations: BTreeMap<String, Vec<Posted>>,
     /// personal conversations created: member → conversation id.
     personal: HashMap<String, String>,
+    /// Channels whose team the app was added to (posting elsewhere is refused).
+    installed: HashSet<String>,
     faults: HashMap<String, VecDeque<Fault>>,
     seq: u64,
 }
@@ -269,6 +271,13 @@ impl FakeTeams {
             .find_map(|k| inner.personal.get(k).cloned())
     }
 
+    /// The app is added to the team of `channel`: the bot may post there. (Teams
+    /// tells the bot about the team's General channel only; see
+    /// [`tenant::Tenant::install_in_channel`] for a channel the bot is told about.)
+    pub fn add_to_team(&self, channel: &str) {
+        self.lock().installed.insert(channel.to_string());
+    }
+
     /// Answers the next call of `kind` with `fault`.
     pub fn fail_next(&self, kind: &str, fault: Fault) {
         self.lock()
@@ -426,10 +435,12 @@ fn handle(
             json!({"message": "Authorization has been denied for this request."}),
         ),
         "create_conversation" => {
+            // Teams takes a member's AAD object id (or their `29:` id).
             let member = body["members"][0]["id"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            let member = member.strip_prefix("29:").unwrap_or(&member).to_string();
             let tenant = body["channelData"]["tenant"]["id"]
                 .as_str()
                 .or_else(|| body["tenantId"].as_str())
@@ -450,6 +461,13 @@ fn handle(
         }
         "post" | "reply" => {
             let conversation = segments[3].to_string();
+            let channel = conversation.split(";messageid=").next().unwrap_or_default();
+            if channel.starts_with("19:") && !inner.installed.contains(channel) {
+                return (
+                    403,
+                    json!({"error": {"code": "BotNotInConversationRoster", "message": "The bot is not part of the conversation roster."}}),
+                );
+            }
             let reply_to = (kind == "reply").then(|| segments[5].to_string());
             let id = next(&mut inner, "activity-");
             let mut activity = body.clone();

@@ -450,6 +450,8 @@ impl Reminders {
 #[derive(Clone, Debug)]
 pub struct Governance {
     pub hash: GovernanceHash,
+    /// The file's text, exactly as hashed (kept with the decisions it governed).
+    pub source: std::sync::Arc<str>,
     pub organisation: String,
     pub slack_workspaces: Vec<String>,
     pub teams_tenants: Vec<String>,

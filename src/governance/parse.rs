@@ -75,7 +75,9 @@ pub enum ParseError {
 pub fn parse(text: &str) -> Result<Governance, ParseError> {
     let raw: RawFile = toml::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
     let hash = GovernanceHash::new(hex::encode(Sha256::digest(text.as_bytes())));
-    Validator::default().run(raw, hash)
+    let mut gov = Validator::default().run(raw, hash)?;
+    gov.source = text.into();
+    Ok(gov)
 }
 
 // ---------------------------------------------------------------------------------
@@ -1000,6 +1002,7 @@ impl Validator {
         }
         Ok(Governance {
             hash,
+            source: "".into(),
             organisation: raw.organisation.name,
             slack_workspaces: raw.platforms.slack_workspaces,
             teams_tenants: raw.platforms.teams_tenants,

@@ -566,13 +566,15 @@ pub async fn click(
 /// A form of `kind` submitted by `who`.
 pub async fn submit(
     svc: &Service,
-    who: &PlatformUser,
+    origin: &Origin,
     kind: FormKind,
     meta: FormMeta,
     values: Values,
     now: Timestamp,
 ) -> Result<Reply, ServiceError> {
     let gov = svc.governance().clone();
+    let who = &origin.user;
+    let key = origin.idempotency_key.clone();
     let first = |text: String| Reply::FieldErrors(FieldErrors::from([(kind.first_field(), text)]));
     let me = match person(&gov, who) {
         Ok(p) => p,
@@ -587,13 +589,15 @@ pub async fn submit(
     };
     if kind == FormKind::Intake && meta.r.is_none() {
         let input = form::parse_intake(&values);
-        return Ok(match svc.submit(&me, &input, meta.renews(), now).await {
-            Ok(Submitted::Filed(_)) => Reply::Ack,
-            Ok(Submitted::Invalid(fields)) => Reply::FieldErrors(fields),
-            Ok(Submitted::Refused(error)) => first(error.to_string()),
-            Err(ServiceError::NotFound(id)) => first(format!("{id} does not exist.")),
-            Err(e) => return Err(e),
-        });
+        return Ok(
+            match svc.submit_once(&me, &input, meta.renews(), key, now).await {
+                Ok(Submitted::Filed(_) | Submitted::Duplicate) => Reply::Ack,
+                Ok(Submitted::Invalid(fields)) => Reply::FieldErrors(fields),
+                Ok(Submitted::Refused(error)) => first(error.to_string()),
+                Err(ServiceError::NotFound(id)) => first(format!("{id} does not exist.")),
+                Err(e) => return Err(e),
+            },
+        );
     }
     let (Some(id), Some(seen)) = (meta.request(), meta.v) else {
         return Ok(Reply::BadRequest("a form without a request"));
@@ -617,7 +621,8 @@ pub async fn submit(
             Err(form::Invalid::Malformed(why)) => return Ok(Reply::BadRequest(why)),
         }
     };
-    let attempt = Attempt::new(Actor::Person(me), id, seen, submission.action);
+    let mut attempt = Attempt::new(Actor::Person(me), id, seen, submission.action);
+    attempt.idempotency_key = key;
     Ok(match svc.act(attempt, now).await {
         Ok(Acted::Applied { .. } | Acted::Duplicate) => Reply::Ack,
         Ok(Acted::Refused { error, .. }) => {

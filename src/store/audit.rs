@@ -17,7 +17,7 @@ use super::writer::Bind;
 use super::{Backend, Result, corrupt};
 use crate::domain::{RequestId, Timestamp};
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// How an attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,8 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
-fn chain_hash(prev: &str, entry: &str) -> String {
+/// `SHA-256(prev_hash ‖ entry)`, hex: how each entry is chained to the one before.
+pub fn chain_hash(prev: &str, entry: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(entry.as_bytes());

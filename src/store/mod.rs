@@ -11,6 +11,7 @@
 //! milliseconds and ids TEXT, the types `Any` decodes on both backends.
 
 mod audit;
+mod evidence;
 mod outbox;
 mod queries;
 mod schedule;
@@ -33,7 +34,8 @@ use crate::domain::{
 use crate::governance::{PersonId, RoleId};
 use crate::message::Outgoing;
 
-pub use audit::{AuditEntry, AuditRecord, Outcome, VerifyError, VerifyReport};
+pub use audit::{AuditEntry, AuditRecord, GENESIS, Outcome, VerifyError, VerifyReport, chain_hash};
+pub use evidence::{ChainedEntry, Frozen, GovernanceFile};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus};
 pub use queries::{Candidates, EventRecord, OverdueCondition, TaskQuery};
 pub use schedule::{
@@ -164,7 +166,7 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 7] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 8] = [
         (
             1,
             "init",
@@ -206,6 +208,12 @@ fn migrator(backend: Backend) -> Migrator {
             "conversations",
             include_str!("../../migrations/sqlite/0007_conversations.sql"),
             include_str!("../../migrations/postgres/0007_conversations.sql"),
+        ),
+        (
+            8,
+            "governance files",
+            include_str!("../../migrations/sqlite/0008_governance.sql"),
+            include_str!("../../migrations/postgres/0008_governance.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -366,7 +374,8 @@ impl Store {
 
     /// Loads a request with every record it has.
     pub async fn load(&self, id: RequestId) -> Result<Option<ExceptionRequest>> {
-        Ok(load_requests(&self.read, self.backend, &[id]).await?.pop())
+        let mut conn = self.read.acquire().await?;
+        Ok(load_requests(&mut conn, self.backend, &[id]).await?.pop())
     }
 
     /// Files a new request: allocates its number, then commits what `make` builds
@@ -376,7 +385,21 @@ impl Store {
     where
         F: Fn(RequestId) -> NewRequest + Send + Sync + 'static,
     {
-        let (job, rx) = writer::Job::create(Box::new(make), now);
+        self.create_once(make, None, now).await
+    }
+
+    /// [`create`](Self::create), at most once per `idempotency_key`:
+    /// [`StoreError::Duplicate`] when the key was claimed before.
+    pub async fn create_once<F>(
+        &self,
+        make: F,
+        idempotency_key: Option<String>,
+        now: Timestamp,
+    ) -> Result<NewRequest>
+    where
+        F: Fn(RequestId) -> NewRequest + Send + Sync + 'static,
+    {
+        let (job, rx) = writer::Job::create(Box::new(make), idempotency_key, now);
         match self.writer.submit(job, rx).await? {
             writer::Done::Created(new) => Ok(*new),
             _ => Err(corrupt("create", "the writer answered without a request")),
@@ -547,16 +570,7 @@ impl Store {
         .bind(id.get())
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DecisionRecord {
-                    vote: parse("decision", r.try_get::<&str, _>("body")?)?,
-                    snapshot: parse("decision snapshot", r.try_get::<&str, _>("snapshot")?)?,
-                    governance_hash: r.try_get("governance_hash")?,
-                    policy_version: r.try_get("policy_version")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decision_from_row).collect()
     }
 
     /// The audit entries about one request, in order.
@@ -622,8 +636,17 @@ fn summary(r: &AnyRow) -> Result<Summary> {
     })
 }
 
+fn decision_from_row(r: &AnyRow) -> Result<DecisionRecord> {
+    Ok(DecisionRecord {
+        vote: parse("decision", r.try_get::<&str, _>("body")?)?,
+        snapshot: parse("decision snapshot", r.try_get::<&str, _>("snapshot")?)?,
+        governance_hash: r.try_get("governance_hash")?,
+        policy_version: r.try_get("policy_version")?,
+    })
+}
+
 /// One stored decision.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub vote: Vote,
     pub snapshot: serde_json::Value,
@@ -638,7 +661,7 @@ fn system_key(name: &str) -> String {
 
 /// Loads many requests with two queries per chunk (the scheduler's batches).
 async fn load_requests(
-    db: &AnyPool,
+    db: &mut sqlx::AnyConnection,
     backend: Backend,
     ids: &[RequestId],
 ) -> Result<Vec<ExceptionRequest>> {
@@ -657,7 +680,7 @@ async fn load_requests(
         for id in chunk {
             q = q.bind(id.get());
         }
-        let rows = q.fetch_all(db).await?;
+        let rows = q.fetch_all(&mut *db).await?;
         let sql = format!(
             "SELECT request_id, kind, seq, body FROM ( \
                SELECT request_id, 'a' AS kind, version AS seq, body FROM request_versions WHERE request_id IN ({a}) \
@@ -675,7 +698,7 @@ async fn load_requests(
                 q = q.bind(id.get());
             }
         }
-        let children = q.fetch_all(db).await?;
+        let children = q.fetch_all(&mut *db).await?;
         let mut by_id: HashMap<i64, Vec<&sqlx::any::AnyRow>> = HashMap::new();
         for c in &children {
             by_id.entry(c.try_get("request_id")?).or_default().push(c);

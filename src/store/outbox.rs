@@ -614,7 +614,8 @@ async fn delay_queue(conn: &mut sqlx::AnyConnection, row: &Claimed, at: Timestam
 
 /// Parked messages an operator sends again: each of `ids` still parked goes back to
 /// pending with its attempts reset, except a card message that a newer message for
-/// the same card has overtaken (it would show an old state), which is superseded.
+/// the same card has overtaken (it would show an old state), which is superseded —
+/// whether the newer one was sent, is pending or is parked too (sent again instead).
 /// Returns the ids requeued, with one audit entry each.
 pub(super) async fn write_requeue(
     conn: &mut sqlx::AnyConnection,
@@ -641,7 +642,7 @@ pub(super) async fn write_requeue(
             "UPDATE outbox SET status = 'superseded', lease_until = NULL, in_doubt = 0 \
              WHERE id IN ({list}) AND status = 'parked' AND card_key IS NOT NULL AND EXISTS \
              (SELECT 1 FROM outbox n WHERE n.platform = outbox.platform AND n.card_key = outbox.card_key \
-             AND n.id > outbox.id AND n.status IN ('pending', 'sent'))"
+             AND n.id > outbox.id AND n.status IN ('pending', 'sent', 'parked'))"
         ))
         .execute(&mut *conn)
         .await?;

@@ -258,7 +258,8 @@ impl Store {
 
     /// Loads many requests at once (two queries per 500).
     pub async fn load_many(&self, ids: &[RequestId]) -> Result<Vec<ExceptionRequest>> {
-        load_requests(&self.read, self.backend, ids).await
+        let mut conn = self.read.acquire().await?;
+        load_requests(&mut conn, self.backend, ids).await
     }
 
     /// The reminder keys (without address) already queued, sent or skipped for `ids`.
@@ -431,25 +432,25 @@ impl Store {
         .bind(request.map(RequestId::get))
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let status: &str = r.try_get("status")?;
-                let body: Body = parse("reminder", r.try_get::<&str, _>("body")?)?;
-                Ok(ReminderRecord {
-                    key: r.try_get("key")?,
-                    request: r
-                        .try_get::<Option<i64>, _>("request_id")?
-                        .map(RequestId::new),
-                    target: r.try_get("target")?,
-                    status: ReminderStatus::parse(status)
-                        .ok_or_else(|| corrupt("reminder status", status))?,
-                    due_at: Timestamp::from_millis(r.try_get("due_at")?),
-                    sent_at: r
-                        .try_get::<Option<i64>, _>("sent_at")?
-                        .map(Timestamp::from_millis),
-                    summary: body.message.summary,
-                })
-            })
-            .collect()
+        rows.iter().map(reminder_from_row).collect()
     }
+}
+
+/// A `reminders` row (`key, request_id, target, status, due_at, sent_at, body`).
+pub(super) fn reminder_from_row(r: &sqlx::any::AnyRow) -> Result<ReminderRecord> {
+    let status: &str = r.try_get("status")?;
+    let body: Body = parse("reminder", r.try_get::<&str, _>("body")?)?;
+    Ok(ReminderRecord {
+        key: r.try_get("key")?,
+        request: r
+            .try_get::<Option<i64>, _>("request_id")?
+            .map(RequestId::new),
+        target: r.try_get("target")?,
+        status: ReminderStatus::parse(status).ok_or_else(|| corrupt("reminder status", status))?,
+        due_at: Timestamp::from_millis(r.try_get("due_at")?),
+        sent_at: r
+            .try_get::<Option<i64>, _>("sent_at")?
+            .map(Timestamp::from_millis),
+        summary: body.message.summary,
+    })
 }

@@ -571,8 +571,8 @@ impl Job {
         Self::new(Work::Change { delta }, Some(audit), outbox, key, now)
     }
 
-    pub(super) fn create(make: MakeRequest, now: Timestamp) -> Submitted {
-        Self::new(Work::Create(make), None, Vec::new(), None, now)
+    pub(super) fn create(make: MakeRequest, key: Option<String>, now: Timestamp) -> Submitted {
+        Self::new(Work::Create(make), None, Vec::new(), key, now)
     }
 
     pub(super) fn delivered(

@@ -218,7 +218,13 @@ async fn view_submission(svc: &Service, e: SlackInteractionViewSubmissionEvent) 
         return bad_request("unknown modal");
     };
     let now = svc.clock().now();
-    match interact::submit(svc, &who, kind, meta, values, now).await {
+    // Slack does not re-send a view submission: no idempotency key.
+    let origin = Origin {
+        user: who,
+        reply_to: None,
+        idempotency_key: None,
+    };
+    match interact::submit(svc, &origin, kind, meta, values, now).await {
         Ok(Reply::FieldErrors(errors)) => field_errors(errors),
         Ok(Reply::BadRequest(why)) => bad_request(why),
         Ok(_) => ok(),

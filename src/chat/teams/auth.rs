@@ -35,6 +35,8 @@ pub const SKEW_SECS: i64 = 300;
 const REFRESH_EVERY: Duration = Duration::from_secs(3600);
 /// An unknown `kid` refreshes the keys at most this often.
 const UNKNOWN_KID_EVERY: Duration = Duration::from_secs(60);
+/// After a failed fetch with no keys to fall back on, the next fetch waits this long.
+const RETRY_FAILED: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------
 // RS256 on ring, for jsonwebtoken.
@@ -184,6 +186,9 @@ struct Cache {
     fetched: Option<Instant>,
     /// The last refresh an unknown kid caused.
     unknown_kid_refresh: Option<Instant>,
+    /// The last fetch that failed with no keys to fall back on: the next one waits
+    /// (a flood of requests while the endpoint is down must not hammer it).
+    failed: Option<Instant>,
 }
 
 /// Why a request was refused. Every refusal is 401, but a valid token for another
@@ -212,6 +217,8 @@ pub enum AuthError {
     NotYetValid,
     #[error("the signing key is not endorsed for channel {0:?}")]
     NotEndorsed(String),
+    #[error("the activity comes from channel {0:?}, not Microsoft Teams")]
+    Channel(String),
     #[error("the token's serviceurl is not the activity's serviceUrl")]
     ServiceUrl,
     #[error("the activity's serviceUrl is not one the bot may call")]
@@ -339,6 +346,10 @@ impl Verifier {
             || cache
                 .unknown_kid_refresh
                 .is_none_or(|t| t.elapsed() >= UNKNOWN_KID_EVERY);
+        let may_refresh = may_refresh && cache.failed.is_none_or(|t| t.elapsed() >= RETRY_FAILED);
+        if cache.keys.is_empty() && !may_refresh {
+            return Err(AuthError::KeysUnavailable);
+        }
         if may_refresh {
             if !stale {
                 cache.unknown_kid_refresh = Some(Instant::now());
@@ -347,9 +358,13 @@ impl Verifier {
                 Ok(keys) => {
                     cache.keys = keys;
                     cache.fetched = Some(Instant::now());
+                    cache.failed = None;
                 }
                 // Keep the old keys: the metadata endpoint may be briefly down.
-                Err(e) if cache.keys.is_empty() => return Err(e),
+                Err(e) if cache.keys.is_empty() => {
+                    cache.failed = Some(Instant::now());
+                    return Err(e);
+                }
                 Err(_) => cache.fetched = Some(Instant::now()),
             }
         }
@@ -411,6 +426,11 @@ impl Verifier {
         channel_id: &str,
         service_url: &str,
     ) -> Result<(), AuthError> {
+        // Only Teams: other Bot Framework channels (Direct Line, Web Chat) let the
+        // client write the sender's identity.
+        if channel_id != "msteams" {
+            return Err(AuthError::Channel(channel_id.to_string()));
+        }
         if !verified.endorsements.iter().any(|e| e == channel_id) {
             return Err(AuthError::NotEndorsed(channel_id.to_string()));
         }

@@ -209,7 +209,11 @@ impl TeamsDelivery {
             Address::Direct { .. } => {
                 vec![m.to.target(), tenant_key(&self.config.tenant_id)]
             }
-            Address::Channel { .. } | Address::Ephemeral { .. } => vec![m.to.target()],
+            // A channel the bot was never told about (Teams announces a team's General
+            // channel only) is tried through the tenant's serviceUrl: the bot can post
+            // in every channel of a team it is in.
+            Address::Channel { .. } => vec![m.to.target(), tenant_key(&self.config.tenant_id)],
+            Address::Ephemeral { .. } => vec![m.to.target()],
         }
     }
 
@@ -246,12 +250,17 @@ impl TeamsDelivery {
         let r = ConversationRef::parse(raw)
             .ok_or_else(|| Failure::Permanent("an unreadable conversation reference".into()))?;
         let mut r = r;
-        if r.conversation_id.is_empty() || key.starts_with("tenant:") {
+        let not_in_channel = |channel: &str| {
+            Failure::Unreachable(format!(
+                "Waiver is not in channel {channel} yet: add the app to its team"
+            ))
+        };
+        if let Address::Channel { channel } = &m.to {
+            // Learned or not, a channel's conversation is the channel itself.
+            r.conversation_id = channel.clone();
+        } else if r.conversation_id.is_empty() || key.starts_with("tenant:") {
             let Address::Direct { user } = &m.to else {
-                return Err(Failure::Unreachable(format!(
-                    "Waiver is not in channel {} yet: add the app to its team",
-                    m.to.target()
-                )));
+                return Err(not_in_channel(&m.to.target()));
             };
             let created = self
                 .call(
@@ -261,7 +270,9 @@ impl TeamsDelivery {
                     &json!({
                         "isGroup": false,
                         "bot": { "id": format!("28:{}", self.config.app_id) },
-                        "members": [{ "id": format!("29:{user}"), "aadObjectId": user }],
+                        // The AAD object id: the person may never have written to
+                        // the bot, so their `29:` id is not known.
+                        "members": [{ "id": user }],
                         "tenantId": r.tenant_id,
                         "channelData": { "tenant": { "id": r.tenant_id } },
                     }),
@@ -286,7 +297,23 @@ impl TeamsDelivery {
                 &format!("v3/conversations/{}/activities", r.conversation_id),
                 &self.activity(m),
             )
-            .await?;
+            .await
+            .map_err(|e| match (e, &m.to) {
+                // Not a card that went away: the conversation is not (or no longer)
+                // one the bot is in.
+                (Failure::Permanent(why), Address::Channel { channel })
+                    if why.starts_with("HTTP 403") =>
+                {
+                    not_in_channel(channel)
+                }
+                (Failure::MessageGone, Address::Channel { channel }) => not_in_channel(channel),
+                (Failure::MessageGone, _) => Failure::Unreachable(format!(
+                    "Teams does not know conversation {} for {} (the app was removed?): install the app for them again",
+                    r.conversation_id,
+                    m.to.target()
+                )),
+                (other, _) => other,
+            })?;
         let id: IdAnswer = serde_json::from_value(answer)
             .map_err(|_| transient("post: no activity id".into(), true))?;
         Ok(Some(Posted {

@@ -158,13 +158,13 @@ pub async fn activity(
     if let Err(e) = remember(svc, edge, &a).await {
         return internal(e);
     }
-    // Teams re-sends an activity it got no answer to within 15 s: once only (a card
-    // action by its commit's idempotency key, anything else by claiming the id).
-    let card_action = a.kind == "invoke" && a.name.as_deref() == Some("adaptiveCard/action");
-    if let Some(id) = a.id.as_ref().filter(|_| !card_action) {
+    // Teams re-sends an activity it got no answer to within 15 s: once only. Invokes
+    // (card actions, dialog submissions) carry the activity id as the idempotency key
+    // of the commit they make, so a crash between the two can lose nothing; a message
+    // claims its id first (a command answered twice is worse than one unanswered).
+    if let Some(id) = a.id.as_ref().filter(|_| a.kind != "invoke") {
         match svc.claim(&format!("teams-activity:{id}"), now).await {
             Ok(true) => {}
-            Ok(false) if a.kind == "invoke" => return card_action_message("Already done."),
             Ok(false) => return StatusCode::OK.into_response(),
             Err(e) => return internal(e),
         }
@@ -378,7 +378,7 @@ async fn invoke(svc: &Service, a: Activity) -> Response {
             let Some((kind, meta, values)) = cards::read(&gov, &who, data) else {
                 return bad_request("dialog submission");
             };
-            match interact::submit(svc, &who, kind, meta.clone(), values.clone(), now).await {
+            match interact::submit(svc, &origin, kind, meta.clone(), values.clone(), now).await {
                 Ok(Reply::FieldErrors(errors)) => {
                     match interact::reopen(svc, kind, &meta, &values, now).await {
                         Ok(Some(spec)) => Json(cards::dialog(

@@ -176,6 +176,7 @@ impl Tenant {
 
     /// The app is added to the team of `channel` (by `by`): Teams tells the bot.
     pub async fn install_in_channel(&self, by: &Member, channel: &str) -> Reply {
+        self.teams.add_to_team(channel);
         let mut a = self.in_channel(by, "conversationUpdate", channel, None);
         a["membersAdded"] = json!([{ "id": super::bot_id(self.teams.app_id()) }]);
         self.send(&a).await
