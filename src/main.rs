@@ -104,8 +104,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain; name the first broken entry.
-    Verify,
+    /// Recompute the hash chain and name the first broken entry; with --pack, verify
+    /// an evidence pack instead, with no database.
+    Verify {
+        /// An evidence pack (`waiver export --format pack`).
+        #[arg(long)]
+        pack: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +136,8 @@ enum OutboxCommand {
 enum ExportFormat {
     Csv,
     Json,
+    /// A self-verifying evidence pack (verify it with `waiver audit verify --pack`).
+    Pack,
 }
 
 fn main() -> ExitCode {
@@ -275,7 +282,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { pack: Some(path) },
+        } => {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            match waiver::export::pack::verify(std::io::BufReader::new(file)) {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) => {
+                    eprintln!("error: {}: {broken}", path.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { pack: None },
         } => {
             let store = app::open_store(&database_url()).await?;
             let result = store.verify_audit().await?;
@@ -303,6 +326,30 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let format = match format {
                 ExportFormat::Csv => Format::Csv,
                 ExportFormat::Json => Format::Json,
+                ExportFormat::Pack => {
+                    let gov = governance::load(&governance_path(None))?;
+                    let store = app::open_store(&database_url()).await?;
+                    let path = output.unwrap_or_else(|| PathBuf::from("waiver-evidence.json"));
+                    let mut sink = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    let now = waiver::clock::Clock::System.now();
+                    let manifest =
+                        waiver::export::pack::write(&store, &gov, since, now, &mut sink).await?;
+                    drop(sink);
+                    store.close().await;
+                    println!(
+                        "wrote {}: {} exception(s), audit entries {}..{} (head {}); verify it with `waiver audit verify --pack {}`",
+                        path.display(),
+                        manifest.exceptions,
+                        manifest.chain.from_seq,
+                        manifest.chain.head_seq,
+                        manifest.chain.head_hash,
+                        path.display()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
             };
             let store = app::open_store(&database_url()).await?;
             let mut sink: Box<dyn Write> = match &output {

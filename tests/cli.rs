@@ -374,6 +374,50 @@ async fn audit_verify_passes_then_names_the_tampered_entry() {
 }
 
 #[tokio::test]
+async fn an_evidence_pack_is_written_then_verified_with_no_database() {
+    let (db, id) = populated().await;
+    let dir = TempDir::new();
+    let file = dir.path.join("pack.json");
+    let (code, out, err) = run(waiver()
+        .args(["export", "--format", "pack", "-o"])
+        .arg(&file)
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "wrote {}: 1 exception(s), audit entries 1..5 (head ",
+            file.display()
+        )),
+        "{out}"
+    );
+    // No database: the variable points nowhere.
+    let (code, out, err) = run(waiver()
+        .args(["audit", "verify", "--pack"])
+        .arg(&file)
+        .env("WAIVER_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(
+            "evidence pack verified: 1 exception(s), 1 decision(s), 5 audit entries (1..5, head "
+        ),
+        "{out}"
+    );
+    // One field of the record changed: named, exit 1.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replacen("\"state\":\"active\"", "\"state\":\"revoked\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&file, edited).unwrap();
+    let (code, _, err) = run(waiver().args(["audit", "verify", "--pack"]).arg(&file));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "the evidence pack does not verify: {id}: the record is not the state its last change (audit entry 5) recorded (it was altered)"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn outbox_lists_what_is_not_delivered_and_refuses_to_resend_what_is_not_parked() {
     // Filed through the library with no server running: every message is pending.
     let (db, id) = populated().await;

@@ -6,6 +6,8 @@
 //! Records stream out one at a time, so exports of large registers run in bounded
 //! memory.
 
+pub mod pack;
+
 use std::io::Write;
 
 use serde::Serialize;
