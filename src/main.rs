@@ -83,10 +83,12 @@ enum Command {
         #[command(subcommand)]
         command: Option<OutboxCommand>,
     },
-    /// Print the workflow the governance file enforces, as Mermaid text.
+    /// Print the workflow the governance file enforces, as Mermaid text or SVG.
     Diagram {
         /// The governance file (default: WAIVER_GOVERNANCE).
         file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: DiagramFormat,
     },
     /// Write the Teams app package (manifest and icons) for a Teams admin to upload.
     TeamsPackage {
@@ -130,6 +132,13 @@ enum OutboxCommand {
         #[arg(long)]
         all_parked: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiagramFormat {
+    Mermaid,
+    /// Drawn by Waiver itself: no browser or JavaScript needed to view it.
+    Svg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -422,10 +431,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diagram { file } => {
+        Command::Diagram { file, format } => {
             let path = governance_path(file);
             let gov = governance::load(&path)?;
-            print!("{}", governance::mermaid(&gov));
+            match format {
+                DiagramFormat::Mermaid => print!("{}", governance::mermaid(&gov)),
+                DiagramFormat::Svg => print!("{}", governance::svg(&gov)),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

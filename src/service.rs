@@ -600,7 +600,7 @@ fn applied(
             "to": after.state,
             "version": after.version(),
             "revision": after.revision,
-            "digest": after.digest(),
+            "digest": crate::store::digest(after),
             "event": event,
         }),
     }

@@ -284,6 +284,126 @@ fn check_reports_syntax_errors_typos_and_missing_files() {
     );
 }
 
+/// Tags open and close in order (the SVG is well-formed XML as far as elements go).
+fn balanced(svg: &str) -> Result<(), String> {
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = svg;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').ok_or("an unclosed tag")? + start;
+        let tag = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        if tag.ends_with('/') {
+            continue;
+        }
+        let name = |t: &str| {
+            t.split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
+        if let Some(closing) = tag.strip_prefix('/') {
+            match open.pop() {
+                Some(o) if name(o) == closing => {}
+                other => return Err(format!("</{closing}> closes {other:?}")),
+            }
+        } else {
+            open.push(tag);
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed: {open:?}"))
+    }
+}
+
+#[test]
+fn svg_diagrams_of_both_shipped_files_match_the_committed_copies() {
+    for (governance, copy) in [
+        ("manifests/governance.toml", "docs/sop.svg"),
+        ("manifests/governance.minimal.toml", "docs/sop-minimal.svg"),
+    ] {
+        let (code, out, err) = run(waiver().args(["diagram", governance, "--format", "svg"]));
+        assert_eq!(code, 0, "{err}");
+        balanced(&out).unwrap_or_else(|e| panic!("{governance}: {e}"));
+        let gov = waiver::governance::load(Path::new(governance)).unwrap();
+        // The words a reader sees, however lines wrap.
+        let mut words = String::new();
+        let mut inside = false;
+        for c in out.chars() {
+            match c {
+                '<' => {
+                    inside = true;
+                    words.push(' ');
+                }
+                '>' => inside = false,
+                c if !inside => words.push(c),
+                _ => {}
+            }
+        }
+        let words = words
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        // What the SOP diagram must show, from the enforced configuration.
+        assert!(out.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(out.contains(&format!("governance file sha256 {}", gov.hash.as_str())));
+        for rule in &gov.assessment_rules {
+            assert!(
+                words.contains(&format!("• {} →", rule.name)),
+                "{}",
+                rule.name
+            );
+        }
+        for tier in waiver::governance::Tier::ALL {
+            let t = gov.tier(tier);
+            let approvers: Vec<&str> = t
+                .approvers
+                .iter()
+                .map(|r| gov.role(r).unwrap().name.as_str())
+                .collect();
+            assert!(
+                words.contains(&format!(
+                    "5 · Decision, {tier} all of: {} at most {} days; review every {} days",
+                    approvers.join(" + "),
+                    t.max_duration_days,
+                    t.review_every_days
+                )),
+                "{governance}: {tier}: {words}"
+            );
+        }
+        for sla in gov.slas.values() {
+            assert!(words.contains(&format!("SLA {} h, then escalates to", sla.hours)));
+        }
+        let leads: Vec<String> = gov
+            .reminders
+            .expiry_lead_days
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        assert!(words.contains(&format!("reminded {} days before expiry", leads.join(", "))));
+        let suspended = words.contains(" Suspended a condition still open");
+        assert_eq!(
+            suspended,
+            gov.reminders.suspend_after_overdue_days.is_some()
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(copy);
+        if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &out).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{copy} exists (UPDATE_SNAPSHOTS=1 writes it)"));
+        assert!(
+            out == expected,
+            "{copy} is stale: the diagram of {governance} changed; review it and rerun with UPDATE_SNAPSHOTS=1"
+        );
+    }
+}
+
 #[test]
 fn diagram_of_the_shipped_file_matches_its_snapshot() {
     let (code, out, err) = run(waiver().arg("diagram"));

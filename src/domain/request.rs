@@ -633,15 +633,6 @@ impl ExceptionRequest {
         self.id.to_string()
     }
 
-    /// SHA-256 of the request's JSON: recorded in the audit entry of every change, so
-    /// that a copy of the request (an evidence pack) can be checked against the
-    /// tamper-evident trail field by field.
-    pub fn digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let json = serde_json::to_vec(self).expect("requests serialise");
-        hex::encode(Sha256::digest(&json))
-    }
-
     pub fn version(&self) -> u32 {
         self.current().number
     }

@@ -352,7 +352,7 @@ pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
             ));
         }
         match digest {
-            Some(d) if *d != r.digest() => {
+            Some(d) if *d != crate::store::digest(r) => {
                 return broken(format!(
                     "{reference}: the record is not the state its last change (audit entry {seq}) recorded (it was altered)"
                 ));

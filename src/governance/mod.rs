@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use diagram::mermaid;
+pub use diagram::{mermaid, svg};
 pub use parse::{FieldError, LoadError, load, parse};
 
 macro_rules! id_type {

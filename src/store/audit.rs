@@ -68,6 +68,14 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
+/// SHA-256 of a request's JSON, hex: recorded in the audit entry of every change, so
+/// that a copy of the request (an evidence pack) can be checked against the
+/// tamper-evident trail field by field.
+pub fn digest(request: &crate::domain::ExceptionRequest) -> String {
+    let json = serde_json::to_vec(request).expect("requests serialise");
+    hex::encode(Sha256::digest(&json))
+}
+
 /// `SHA-256(prev_hash ‖ entry)`, hex: how each entry is chained to the one before.
 pub fn chain_hash(prev: &str, entry: &str) -> String {
     let mut h = Sha256::new();

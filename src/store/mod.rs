@@ -34,7 +34,9 @@ use crate::domain::{
 use crate::governance::{PersonId, RoleId};
 use crate::message::Outgoing;
 
-pub use audit::{AuditEntry, AuditRecord, GENESIS, Outcome, VerifyError, VerifyReport, chain_hash};
+pub use audit::{
+    AuditEntry, AuditRecord, GENESIS, Outcome, VerifyError, VerifyReport, chain_hash, digest,
+};
 pub use evidence::{ChainedEntry, Frozen, GovernanceFile};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus};
 pub use queries::{Candidates, EventRecord, OverdueCondition, TaskQuery};
