@@ -202,6 +202,7 @@ pub async fn start(
         service: service.clone(),
         slack: slack_edge,
         teams: teams_edge,
+        dashboard: config.dashboard.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "waiver is listening");

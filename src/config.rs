@@ -198,6 +198,19 @@ pub struct Config {
     pub listen: SocketAddr,
     pub slack: Option<SlackConfig>,
     pub teams: Option<TeamsConfig>,
+    pub dashboard: DashboardAccess,
+}
+
+/// Who may see the register dashboard. With none of these set it refuses to serve.
+#[derive(Clone, Debug, Default)]
+pub struct DashboardAccess {
+    /// `WAIVER_DASHBOARD_TOKEN`: a bearer token, or the login form's cookie.
+    pub token: Option<Secret>,
+    /// `WAIVER_DASHBOARD_USER_HEADER`: the header a reverse proxy sets to the signed-in
+    /// person (their governance id or email); only compliance and admin roles see it.
+    pub user_header: Option<String>,
+    /// `WAIVER_DASHBOARD_OPEN=1`: anyone who can reach it (local use).
+    pub open: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +237,8 @@ pub enum ConfigError {
         "TEAMS_SERVICE_URLS names {0:?}: each must be an https URL (http only to 127.0.0.1 or localhost)"
     )]
     TeamsServiceUrl(String),
+    #[error("WAIVER_DASHBOARD_USER_HEADER={0:?} is not an HTTP header name")]
+    DashboardHeader(String),
 }
 
 impl Config {
@@ -269,6 +284,18 @@ impl Config {
             }
         };
         let teams = teams(&get)?;
+        let dashboard = DashboardAccess {
+            token: get("WAIVER_DASHBOARD_TOKEN")
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            user_header: get("WAIVER_DASHBOARD_USER_HEADER").filter(|h| !h.is_empty()),
+            open: get("WAIVER_DASHBOARD_OPEN").is_some_and(|v| v == "1"),
+        };
+        if let Some(h) = &dashboard.user_header
+            && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            return Err(ConfigError::DashboardHeader(h.clone()));
+        }
         Ok(Self {
             database_url: get("WAIVER_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             governance: get("WAIVER_GOVERNANCE")
@@ -277,6 +304,7 @@ impl Config {
             listen,
             slack,
             teams,
+            dashboard,
         })
     }
 }

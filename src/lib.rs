@@ -25,3 +25,4 @@ pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod teams_package;
+pub mod web;

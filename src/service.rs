@@ -27,7 +27,7 @@ use crate::store::{
 mod query;
 mod sweep;
 
-pub use query::{Home, Overview, Tasks, TimelineEntry};
+pub use query::{Home, Overview, Register, Tasks, TimelineEntry, Waiting};
 pub use sweep::SweepReport;
 
 /// Attempts before a contended request gives up (each retry re-reads and re-decides).

@@ -4,86 +4,11 @@
 
 mod common;
 
-use common::flow::{Flow, approve, day, feedback};
 use common::{TestDb, now, p};
 use serde_json::{Value, json};
-use waiver::domain::{Action, Actor, ConditionSpec, State, Timestamp};
+use waiver::domain::{Action, Actor, Timestamp};
 use waiver::export::pack;
 use waiver::service::{Acted, Attempt};
-
-/// Four requests: one approved with a condition, one rejected, one withdrawn, one
-/// sent back and updated; then a sweep weeks later that escalates the last (overdue
-/// in completeness review) and reminds its reviewers.
-async fn lifecycles(db: &TestDb) -> Vec<waiver::domain::RequestId> {
-    let svc = db.service().await;
-    let approved = Flow::file(svc.clone()).await;
-    approved.assessed(3, 3).await;
-    approved.act("julia.schmidt", feedback()).await;
-    approved.act("kenji.watanabe", feedback()).await;
-    let r = approved
-        .act(
-            "hannah.berg",
-            approve(vec![ConditionSpec {
-                text: "Enable SSO".into(),
-                owner: p("kenji.watanabe"),
-                due: day("2026-12-15"),
-            }]),
-        )
-        .await;
-    assert_eq!(r.state, State::Approved);
-
-    let rejected = Flow::file(svc.clone()).await;
-    rejected.assessed(3, 3).await;
-    rejected.act("julia.schmidt", feedback()).await;
-    rejected.act("kenji.watanabe", feedback()).await;
-    rejected
-        .act(
-            "hannah.berg",
-            Action::Reject {
-                reason: "Use the approved transcription service instead.".into(),
-            },
-        )
-        .await;
-
-    let withdrawn = Flow::file(svc.clone()).await;
-    withdrawn
-        .act(
-            "james.carter",
-            Action::Withdraw {
-                reason: "No longer needed.".into(),
-            },
-        )
-        .await;
-
-    let sent_back = Flow::file(svc.clone()).await;
-    sent_back
-        .act(
-            "noah.fischer",
-            Action::SendBack {
-                questions: "Which vendor?".into(),
-            },
-        )
-        .await;
-    let mut content = sent_back.request().await.content().clone();
-    content.title = "Voice notes to text (vendor named)".into();
-    sent_back
-        .act(
-            "james.carter",
-            Action::Update {
-                content: Box::new(content),
-                note: Some("answers".into()),
-            },
-        )
-        .await;
-
-    // The condition falls due: the scheduler reminds its owner (a digest entry).
-    let report = svc
-        .sweep(Timestamp::start_of(day("2026-12-14")).plus_hours(9), false)
-        .await
-        .unwrap();
-    assert!(!report.digests.is_empty(), "a reminder was sent");
-    vec![approved.id, rejected.id, withdrawn.id, sent_back.id]
-}
 
 async fn pack_of(db: &TestDb, since: Option<Timestamp>) -> Vec<u8> {
     let store = db.store().await;
@@ -118,7 +43,7 @@ fn entry_with<'a>(v: &'a mut Value, needle: &str) -> &'a mut Value {
 both!(
     a_pack_of_several_lifecycles_verifies_and_any_changed_field_is_named,
     |db: TestDb| async move {
-        let ids = lifecycles(&db).await;
+        let ids = common::flow::four_lifecycles(&db.service().await).await;
         let bytes = pack_of(&db, None).await;
         let report = verify(&bytes).expect("the pack verifies");
         let head = db.store().await.verify_audit().await.unwrap().unwrap();
@@ -293,7 +218,7 @@ both!(
 both!(
     a_pack_since_a_date_holds_the_chain_from_the_first_entry_that_concerns_it,
     |db: TestDb| async move {
-        let ids = lifecycles(&db).await;
+        let ids = common::flow::four_lifecycles(&db.service().await).await;
         // Ten days on, the sent-back request is marked complete: a pack since then
         // holds it alone, with the chain from its first entry.
         let later = now().plus_days(10);

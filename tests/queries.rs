@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
+
+use tracing::Instrument;
 
 use common::{TestDb, now, p};
 use tracing::field::{Field, Visit};
@@ -13,8 +16,9 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use waiver::interact::{self, PlatformUser};
 use waiver::service::{Service, Submitted};
 
-/// Statements sqlx ran (their summaries), while counting is on.
-static STATEMENTS: Mutex<Option<Vec<String>>> = Mutex::new(None);
+/// Statements sqlx ran (their summaries) inside each counting span, by span id: the
+/// two backends' tests run at once in this process, and each counts only its own.
+static STATEMENTS: Mutex<Option<HashMap<u64, Vec<String>>>> = Mutex::new(None);
 
 struct Counter;
 
@@ -33,11 +37,20 @@ impl Visit for Summary {
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Counter {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+impl<S> Layer<S> for Counter
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         if event.metadata().target() != "sqlx::query" {
             return;
         }
+        let Some(span) = ctx
+            .event_scope(event)
+            .and_then(|mut scope| scope.find(|s| s.name() == "counted"))
+        else {
+            return;
+        };
         let mut summary = Summary(None);
         event.record(&mut summary);
         let summary = summary.0.unwrap_or_default();
@@ -46,7 +59,7 @@ impl<S: tracing::Subscriber> Layer<S> for Counter {
             return;
         }
         if let Some(log) = STATEMENTS.lock().unwrap().as_mut() {
-            log.push(summary);
+            log.entry(span.id().into_u64()).or_default().push(summary);
         }
     }
 }
@@ -57,7 +70,8 @@ fn install() {
         let subscriber = tracing_subscriber::registry().with(
             Counter.with_filter(
                 tracing_subscriber::filter::Targets::new()
-                    .with_target("sqlx::query", tracing::Level::TRACE),
+                    .with_target("sqlx::query", tracing::Level::TRACE)
+                    .with_target("queries", tracing::Level::TRACE),
             ),
         );
         tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
@@ -66,9 +80,16 @@ fn install() {
 
 /// The statements `f` runs.
 async fn count<F: std::future::Future>(f: F) -> Vec<String> {
-    *STATEMENTS.lock().unwrap() = Some(Vec::new());
-    f.await;
-    STATEMENTS.lock().unwrap().take().unwrap()
+    STATEMENTS.lock().unwrap().get_or_insert_with(HashMap::new);
+    let span = tracing::trace_span!("counted");
+    let id = span.id().expect("the counting span is enabled").into_u64();
+    f.instrument(span).await;
+    STATEMENTS
+        .lock()
+        .unwrap()
+        .as_mut()
+        .and_then(|log| log.remove(&id))
+        .unwrap_or_default()
 }
 
 /// A register of `n` requests awaiting completeness review (one filed through the

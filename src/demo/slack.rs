@@ -60,6 +60,7 @@ impl People {
                 api_url: slack.api_url(),
             }),
             teams: None,
+            dashboard: Default::default(),
         };
         let listener = TcpListener::bind(config.listen).await?;
         let running = app::start(config, listener, options).await?;

@@ -97,6 +97,7 @@ impl People {
                 token_url: fake.token_url(),
                 service_urls: vec![fake.service_url()],
             }),
+            dashboard: Default::default(),
         };
         let listener = TcpListener::bind(config.listen).await?;
         let running = app::start(config, listener, options).await?;

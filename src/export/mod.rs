@@ -209,7 +209,8 @@ fn row(r: &Record) -> Vec<String> {
 
 /// Spreadsheets run cells that start with `=`, `+`, `-`, `@`, tab or CR as formulas;
 /// a leading apostrophe keeps user text inert (OWASP CSV injection).
-fn guard(cell: &str) -> String {
+/// A cell a spreadsheet would run as a formula, quoted as text.
+pub fn guard(cell: &str) -> String {
     match cell.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
         _ => cell.to_string(),

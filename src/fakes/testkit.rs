@@ -58,7 +58,8 @@ pub async fn copy_register(
          owners(k, who) AS (VALUES {owners}) \
          INSERT INTO requests (id, revision, state, version, requester, business_owner, title, \
            ai_system, policy_id, policy_version, tier, risk_score, renews, created_at, updated_at, \
-           stage_since, starts_at, expires_at, next_review_at, monitoring_owner, body, ai_system_key, due_at) \
+           stage_since, starts_at, expires_at, next_review_at, monitoring_owner, body, ai_system_key, due_at, \
+           department, regions, created_month) \
          SELECT seq.i, t.revision, t.state, t.version, t.requester, t.business_owner, t.title, \
            t.ai_system, t.policy_id, t.policy_version, t.tier, t.risk_score, t.renews, t.created_at, \
            t.updated_at, t.stage_since, t.starts_at, t.expires_at, t.next_review_at, \
@@ -66,7 +67,8 @@ pub async fn copy_register(
            CASE WHEN t.monitoring_owner IS NULL THEN t.body ELSE \
              replace(t.body, '\"monitoring_owner\":\"' || t.monitoring_owner || '\"', \
                      '\"monitoring_owner\":\"' || owners.who || '\"') END, \
-           t.ai_system_key, CASE WHEN seq.i % {due_every} = 0 THEN {due} ELSE {later} END \
+           t.ai_system_key, CASE WHEN seq.i % {due_every} = 0 THEN {due} ELSE {later} END, \
+           t.department, t.regions, t.created_month \
          FROM seq JOIN owners ON owners.k = (seq.i / {due_every}) % {count} \
            JOIN requests t ON t.id = 1",
         due = due.millis(),

@@ -21,6 +21,7 @@ pub struct AppState {
     pub service: Service,
     pub slack: Option<SlackEdge>,
     pub teams: Option<TeamsEdge>,
+    pub dashboard: crate::config::DashboardAccess,
 }
 
 impl SlackSecret for Arc<AppState> {
@@ -49,6 +50,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(interactions, post(slack_interactions))
         .route(events, post(slack_events))
         .route(TEAMS_ROUTE, post(teams_activity))
+        .route("/", get(dashboard))
+        .route("/exceptions/{reference}", get(dashboard_exception))
+        .route("/register.csv", get(dashboard_csv))
+        .route("/sop.svg", get(dashboard_sop))
+        .route("/login", get(dashboard_login_form).post(dashboard_login))
         // The Slack extractor enforces its own limit (413) before verifying.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -97,4 +103,48 @@ async fn teams_activity(
         return StatusCode::NOT_FOUND.into_response();
     };
     teams::activity(&state.service, edge, &headers, &body).await
+}
+
+type Query = axum::extract::Query<std::collections::HashMap<String, String>>;
+
+async fn dashboard(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    query: Query,
+) -> Response {
+    crate::web::index(&state.service, &state.dashboard, &headers, &query.0).await
+}
+
+async fn dashboard_exception(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(reference): axum::extract::Path<String>,
+) -> Response {
+    crate::web::exception(&state.service, &state.dashboard, &headers, &reference).await
+}
+
+async fn dashboard_csv(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    query: Query,
+) -> Response {
+    crate::web::csv(&state.service, &state.dashboard, &headers, &query.0).await
+}
+
+async fn dashboard_sop(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    crate::web::sop(&state.service, &state.dashboard, &headers).await
+}
+
+async fn dashboard_login_form(State(state): State<Arc<AppState>>) -> Response {
+    crate::web::login_form(&state.dashboard)
+}
+
+async fn dashboard_login(
+    State(state): State<Arc<AppState>>,
+    form: axum::extract::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    crate::web::login(&state.dashboard, &form.0)
 }

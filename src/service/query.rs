@@ -4,9 +4,11 @@
 
 use super::{Service, ServiceError};
 use crate::domain::{ExceptionRequest, RequestId, State, Summary, Task, Timestamp};
-use crate::governance::{PersonId, Tier};
+use crate::governance::{PersonId, RoleId, Stage, Tier};
 use crate::message::Platform;
-use crate::store::{EventRecord, OverdueCondition, TaskQuery};
+use crate::store::{
+    EventRecord, OverdueCondition, RegisterFilter, RegisterGroup, RegisterRow, TaskQuery,
+};
 
 /// Candidates read per kind of work when listing what waits on someone.
 const TASK_CANDIDATES: i64 = 100;
@@ -52,7 +54,137 @@ pub struct Overview {
     pub reassessment: Vec<Summary>,
 }
 
+/// What waits, at one stage of the workflow, on whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub state: State,
+    /// The SLA'd stage, when the state is one.
+    pub stage: Option<Stage>,
+    /// The roles that act (empty: the people the request names — its requester, its
+    /// required assessors, its monitoring owner).
+    pub roles: Vec<RoleId>,
+    pub tier: Option<Tier>,
+    pub count: u64,
+    /// How many are past the stage's SLA.
+    pub overdue: u64,
+    pub sla_hours: Option<u32>,
+}
+
+/// The register dashboard's figures: the overview, the filtered register's counts by
+/// every dimension, its newest rows and what waits on whom.
+#[derive(Debug, Default)]
+pub struct Register {
+    pub overview: Overview,
+    pub groups: Vec<RegisterGroup>,
+    pub rows: Vec<RegisterRow>,
+    pub waiting: Vec<Waiting>,
+}
+
+/// The states that wait on someone, in workflow order.
+const WAITING: [State; 6] = [
+    State::Submitted,
+    State::NeedsInfo,
+    State::InAssessment,
+    State::InStakeholderReview,
+    State::AwaitingDecision,
+    State::ReviewDue,
+];
+
 impl Service {
+    /// The register at `now`, narrowed by `filter` (the overview's lists are the whole
+    /// register's): at most `limit` rows. A fixed number of statements.
+    pub async fn register(
+        &self,
+        filter: &RegisterFilter,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Register, ServiceError> {
+        let gov = self.governance().clone();
+        let stage_of = |state: State| match state {
+            State::Submitted => Some(Stage::Completeness),
+            State::InAssessment => Some(Stage::Assessment),
+            State::InStakeholderReview => Some(Stage::StakeholderReview),
+            State::AwaitingDecision => Some(Stage::Decision),
+            _ => None,
+        };
+        let cutoff = |state: State| {
+            let hours = stage_of(state)
+                .and_then(|s| gov.slas.get(&s))
+                .map(|s| i64::from(s.hours));
+            match hours {
+                Some(h) => Timestamp::from_millis(now.millis() - h * 3_600_000),
+                None => Timestamp::from_millis(i64::MIN),
+            }
+        };
+        let s = &self.store;
+        let (overview, groups, rows, stages) = tokio::try_join!(
+            self.overview(now, 30, limit),
+            async { Ok(s.register_groups(filter).await?) },
+            async { Ok(s.register_rows(filter, limit).await?) },
+            async {
+                let mut out = Vec::new();
+                for state in WAITING {
+                    out.push((state, s.stage_counts(state, cutoff(state)).await?));
+                }
+                Ok::<_, ServiceError>(out)
+            },
+        )?;
+        let mut waiting = Vec::new();
+        for (state, counts) in stages {
+            let stage = stage_of(state);
+            for c in counts {
+                let roles = match state {
+                    State::Submitted => vec![gov.workflow.completeness_reviewers.clone()],
+                    State::InStakeholderReview => gov.workflow.stakeholders.clone(),
+                    State::AwaitingDecision => c
+                        .tier
+                        .map(|t| gov.tier(t).approvers.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                waiting.push(Waiting {
+                    state,
+                    stage,
+                    roles,
+                    tier: c.tier,
+                    count: c.count,
+                    overdue: c.overdue,
+                    sla_hours: stage.and_then(|s| gov.slas.get(&s)).map(|s| s.hours),
+                });
+            }
+        }
+        Ok(Register {
+            overview,
+            groups,
+            rows,
+            waiting,
+        })
+    }
+
+    /// A request's audit entries with their hashes (the dashboard's timeline).
+    pub async fn audit_chain_of(
+        &self,
+        id: RequestId,
+    ) -> Result<Vec<crate::store::ChainedEntry>, ServiceError> {
+        Ok(self.store.audit_chain_of(id).await?)
+    }
+
+    /// The decisions on a request, with the snapshot each approver saw.
+    pub async fn decisions(
+        &self,
+        id: RequestId,
+    ) -> Result<Vec<crate::store::DecisionRecord>, ServiceError> {
+        Ok(self.store.decisions(id).await?)
+    }
+
+    /// A request's reminders, oldest first.
+    pub async fn reminders_of(
+        &self,
+        id: RequestId,
+    ) -> Result<Vec<crate::store::ReminderRecord>, ServiceError> {
+        Ok(self.store.reminders(Some(id)).await?)
+    }
+
     /// A request as stored now.
     pub async fn request(&self, id: RequestId) -> Result<Option<ExceptionRequest>, ServiceError> {
         Ok(self.store.load(id).await?)

@@ -39,7 +39,10 @@ pub use audit::{
 };
 pub use evidence::{ChainedEntry, Frozen, GovernanceFile};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus};
-pub use queries::{Candidates, EventRecord, OverdueCondition, TaskQuery};
+pub use queries::{
+    Candidates, EventRecord, OverdueCondition, RegisterFilter, RegisterGroup, RegisterRow,
+    StageCount, TaskQuery,
+};
 pub use schedule::{
     ComposeDigest, DigestGroup, DigestPlan, DigestSent, ReminderRecord, ReminderRow, ReminderStatus,
 };
@@ -168,7 +171,7 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 8] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 9] = [
         (
             1,
             "init",
@@ -216,6 +219,12 @@ fn migrator(backend: Backend) -> Migrator {
             "governance files",
             include_str!("../../migrations/sqlite/0008_governance.sql"),
             include_str!("../../migrations/postgres/0008_governance.sql"),
+        ),
+        (
+            9,
+            "register dimensions",
+            include_str!("../../migrations/sqlite/0009_register.sql"),
+            include_str!("../../migrations/postgres/0009_register.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -277,3 +277,210 @@ impl Store {
             .collect()
     }
 }
+
+/// What the register dashboard is narrowed to (every field optional).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterFilter {
+    pub state: Option<State>,
+    pub tier: Option<Tier>,
+    pub policy: Option<String>,
+    pub department: Option<String>,
+    pub region: Option<String>,
+    /// `YYYY-MM`: filed in that month (UTC).
+    pub month: Option<String>,
+}
+
+impl RegisterFilter {
+    /// The WHERE clause for this filter (placeholders from `$1`) and what it binds.
+    fn clause(&self) -> (String, Vec<String>) {
+        let mut parts = Vec::new();
+        let mut binds = Vec::new();
+        let mut add = |sql: &str, value: String| {
+            binds.push(value);
+            parts.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(s) = self.state {
+            add("state = ?", s.as_str().into());
+        }
+        if let Some(t) = self.tier {
+            add("tier = ?", t.as_str().into());
+        }
+        if let Some(p) = &self.policy {
+            add("policy_id = ?", p.clone());
+        }
+        if let Some(d) = &self.department {
+            add("department = ?", d.clone());
+        }
+        if let Some(r) = &self.region {
+            // Regions are stored comma-separated: match a whole id.
+            add("(',' || regions || ',') LIKE ?", format!("%,{r},%"));
+        }
+        if let Some(m) = &self.month {
+            add("created_month = ?", m.clone());
+        }
+        if parts.is_empty() {
+            (String::new(), binds)
+        } else {
+            (format!(" WHERE {}", parts.join(" AND ")), binds)
+        }
+    }
+}
+
+/// How many requests share one combination of the register's dimensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterGroup {
+    pub month: String,
+    pub department: String,
+    pub policy: String,
+    pub tier: Option<Tier>,
+    /// Region ids, as filed.
+    pub regions: Vec<String>,
+    pub state: State,
+    pub count: u64,
+}
+
+/// One line of the register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterRow {
+    pub summary: Summary,
+    pub policy: String,
+    pub department: String,
+    pub regions: Vec<String>,
+    pub requester: PersonId,
+    pub monitoring_owner: Option<PersonId>,
+    pub created_at: Timestamp,
+}
+
+/// Requests of one stage, by tier: how many, and how many are past `overdue_before`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageCount {
+    pub tier: Option<Tier>,
+    pub count: u64,
+    pub overdue: u64,
+}
+
+fn split(list: &str) -> Vec<String> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Store {
+    /// The register's counts by every dimension at once (one grouped scan): the
+    /// dashboard sums them by month, department, policy, tier, region and state.
+    pub async fn register_groups(&self, filter: &RegisterFilter) -> Result<Vec<RegisterGroup>> {
+        let (clause, binds) = filter.clause();
+        let sql = format!(
+            "SELECT created_month, department, policy_id, tier, regions, state, COUNT(*) AS n \
+             FROM requests{clause} GROUP BY created_month, department, policy_id, tier, regions, state"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|r| {
+                let state: &str = r.try_get("state")?;
+                let tier: Option<String> = r.try_get("tier")?;
+                Ok(RegisterGroup {
+                    month: r.try_get("created_month")?,
+                    department: r.try_get("department")?,
+                    policy: r.try_get("policy_id")?,
+                    tier: match tier.as_deref() {
+                        Some(t) => Some(Tier::parse(t).ok_or_else(|| corrupt("tier", t))?),
+                        None => None,
+                    },
+                    regions: split(r.try_get("regions")?),
+                    state: State::parse(state).ok_or_else(|| corrupt("state", state))?,
+                    count: r.try_get::<i64, _>("n")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest `limit` requests the filter lets through.
+    pub async fn register_rows(
+        &self,
+        filter: &RegisterFilter,
+        limit: i64,
+    ) -> Result<Vec<RegisterRow>> {
+        let (clause, binds) = filter.clause();
+        let sql = format!(
+            "SELECT {SUMMARY}, policy_id, department, regions, requester, monitoring_owner, created_at \
+             FROM requests{clause} ORDER BY id DESC LIMIT ${}",
+            binds.len() + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(&self.read).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RegisterRow {
+                    summary: summary(r)?,
+                    policy: r.try_get("policy_id")?,
+                    department: r.try_get("department")?,
+                    regions: split(r.try_get("regions")?),
+                    requester: PersonId::new(r.try_get::<String, _>("requester")?),
+                    monitoring_owner: r
+                        .try_get::<Option<String>, _>("monitoring_owner")?
+                        .map(PersonId::new),
+                    created_at: Timestamp::from_millis(r.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Requests in `state` by tier, and how many entered it before `overdue_before`
+    /// (past their stage's SLA).
+    pub async fn stage_counts(
+        &self,
+        state: State,
+        overdue_before: Timestamp,
+    ) -> Result<Vec<StageCount>> {
+        let rows = sqlx::query(
+            "SELECT tier, COUNT(*) AS n, SUM(CASE WHEN stage_since < $2 THEN 1 ELSE 0 END) AS late \
+             FROM requests WHERE state = $1 GROUP BY tier ORDER BY tier",
+        )
+        .bind(state.as_str())
+        .bind(overdue_before.millis())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let tier: Option<String> = r.try_get("tier")?;
+                Ok(StageCount {
+                    tier: match tier.as_deref() {
+                        Some(t) => Some(Tier::parse(t).ok_or_else(|| corrupt("tier", t))?),
+                        None => None,
+                    },
+                    count: r.try_get::<i64, _>("n")? as u64,
+                    overdue: r.try_get::<Option<i64>, _>("late")?.unwrap_or(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// A request's audit entries as stored, with their hashes.
+    pub async fn audit_chain_of(&self, id: RequestId) -> Result<Vec<super::ChainedEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, prev_hash, hash, entry FROM audit WHERE request_id = $1 ORDER BY seq",
+        )
+        .bind(id.get())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::ChainedEntry {
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                    entry: r.try_get("entry")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -76,6 +76,9 @@ const REQUESTS: Table = Table {
         "body",
         "ai_system_key",
         "due_at",
+        "department",
+        "regions",
+        "created_month",
     ],
     // `due_at` keeps an earlier instant the scheduler has not handled yet (it moves it
     // on itself after a sweep); it is cleared when nothing can be due any more.
@@ -87,6 +90,7 @@ const REQUESTS: Table = Table {
         stage_since = excluded.stage_since, starts_at = excluded.starts_at, expires_at = excluded.expires_at, \
         next_review_at = excluded.next_review_at, monitoring_owner = excluded.monitoring_owner, \
         body = excluded.body, ai_system_key = excluded.ai_system_key, \
+        department = excluded.department, regions = excluded.regions, created_month = excluded.created_month, \
         due_at = CASE WHEN excluded.due_at IS NULL THEN NULL \
           WHEN requests.due_at IS NOT NULL AND requests.due_at < excluded.due_at THEN requests.due_at \
           ELSE excluded.due_at END \
@@ -321,6 +325,15 @@ fn request_row(r: &ExceptionRequest, now: Timestamp, due_at: Option<Timestamp>) 
                 .filter(|_| !r.state.is_terminal())
                 .map(Timestamp::millis),
         ),
+        Bind::Text(c.department.to_string()),
+        Bind::Text(
+            c.regions
+                .iter()
+                .map(|o| o.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        Bind::Text(r.created_at.to_datetime().format("%Y-%m").to_string()),
     ]
 }
 

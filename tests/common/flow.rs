@@ -89,3 +89,79 @@ impl Flow {
         self.act("tomas.novak", assess("security", 1, 1)).await;
     }
 }
+
+/// Four requests: one approved with a condition, one rejected, one withdrawn, one
+/// sent back and updated; then a sweep weeks later that escalates the last (overdue
+/// in completeness review) and reminds its reviewers.
+pub async fn four_lifecycles(svc: &Service) -> Vec<RequestId> {
+    let approved = Flow::file(svc.clone()).await;
+    approved.assessed(3, 3).await;
+    approved.act("julia.schmidt", feedback()).await;
+    approved.act("kenji.watanabe", feedback()).await;
+    let r = approved
+        .act(
+            "hannah.berg",
+            approve(vec![ConditionSpec {
+                text: "Enable SSO".into(),
+                owner: p("kenji.watanabe"),
+                due: day("2026-12-15"),
+            }]),
+        )
+        .await;
+    assert_eq!(r.state, waiver::domain::State::Approved);
+
+    let rejected = Flow::file(svc.clone()).await;
+    rejected.assessed(3, 3).await;
+    rejected.act("julia.schmidt", feedback()).await;
+    rejected.act("kenji.watanabe", feedback()).await;
+    rejected
+        .act(
+            "hannah.berg",
+            Action::Reject {
+                reason: "Use the approved transcription service instead.".into(),
+            },
+        )
+        .await;
+
+    let withdrawn = Flow::file(svc.clone()).await;
+    withdrawn
+        .act(
+            "james.carter",
+            Action::Withdraw {
+                reason: "No longer needed.".into(),
+            },
+        )
+        .await;
+
+    let sent_back = Flow::file(svc.clone()).await;
+    sent_back
+        .act(
+            "noah.fischer",
+            Action::SendBack {
+                questions: "Which vendor?".into(),
+            },
+        )
+        .await;
+    let mut content = sent_back.request().await.content().clone();
+    content.title = "Voice notes to text (vendor named)".into();
+    sent_back
+        .act(
+            "james.carter",
+            Action::Update {
+                content: Box::new(content),
+                note: Some("answers".into()),
+            },
+        )
+        .await;
+
+    // The condition falls due: the scheduler reminds its owner (a digest entry).
+    let report = svc
+        .sweep(
+            waiver::domain::Timestamp::start_of(day("2026-12-14")).plus_hours(9),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(!report.digests.is_empty(), "a reminder was sent");
+    vec![approved.id, rejected.id, withdrawn.id, sent_back.id]
+}

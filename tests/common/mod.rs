@@ -220,6 +220,7 @@ pub struct App {
     pub clock: waiver::clock::Clock,
     pub running: Option<waiver::app::Running>,
     pub db: TestDb,
+    pub dashboard: waiver::config::DashboardAccess,
 }
 
 /// Delivery tuned for tests: no pacing, short backoffs, quick polling.
@@ -245,6 +246,7 @@ pub fn config(db: &TestDb, api_url: String) -> waiver::config::Config {
             api_url,
         }),
         teams: None,
+        dashboard: Default::default(),
     }
 }
 
@@ -262,7 +264,16 @@ impl App {
     }
 
     /// Starts on `options`; its clock is replaced by one starting at [`now`].
-    pub async fn spawn_with(db: TestDb, mut options: waiver::app::Options) -> App {
+    pub async fn spawn_with(db: TestDb, options: waiver::app::Options) -> App {
+        Self::spawn_with_dashboard(db, options, Default::default()).await
+    }
+
+    /// [`spawn_with`](Self::spawn_with), serving the dashboard to `dashboard`.
+    pub async fn spawn_with_dashboard(
+        db: TestDb,
+        mut options: waiver::app::Options,
+        dashboard: waiver::config::DashboardAccess,
+    ) -> App {
         let clock = waiver::clock::Clock::starting_at(now());
         options.clock = clock.clone();
         let fake = waiver::fakes::slack::FakeSlack::start_at(
@@ -271,7 +282,7 @@ impl App {
             clock.clone(),
         )
         .await;
-        let running = Self::start(&db, &fake, options).await;
+        let running = Self::start(&db, &fake, options, &dashboard).await;
         let ws = waiver::fakes::slack::workspace::Workspace::new(
             fake,
             running.addr,
@@ -282,6 +293,7 @@ impl App {
             clock,
             running: Some(running),
             db,
+            dashboard,
         }
     }
 
@@ -289,9 +301,12 @@ impl App {
         db: &TestDb,
         fake: &waiver::fakes::slack::FakeSlack,
         options: waiver::app::Options,
+        dashboard: &waiver::config::DashboardAccess,
     ) -> waiver::app::Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        waiver::app::start(config(db, fake.api_url()), listener, options)
+        let mut config = config(db, fake.api_url());
+        config.dashboard = dashboard.clone();
+        waiver::app::start(config, listener, options)
             .await
             .expect("waiver starts")
     }
@@ -305,7 +320,7 @@ impl App {
     pub async fn crash_and_restart(&mut self, mut options: waiver::app::Options) {
         options.clock = self.clock.clone();
         self.running.take().unwrap().crash();
-        let running = Self::start(&self.db, &self.ws.slack, options).await;
+        let running = Self::start(&self.db, &self.ws.slack, options, &self.dashboard).await;
         self.ws.retarget(running.addr);
         self.running = Some(running);
     }

@@ -57,6 +57,7 @@ fn config(db: &TestDb, fake: &FakeTeams) -> waiver::config::Config {
             token_url: fake.token_url(),
             service_urls: vec![fake.service_url()],
         }),
+        dashboard: Default::default(),
     }
 }
 

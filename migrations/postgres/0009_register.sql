@@ -1,0 +1,14 @@
+-- The register's dimensions as columns, so the dashboard filters and counts by them
+-- with index scans: the department, the regions (comma-separated ids) and the month
+-- the request was filed (YYYY-MM, UTC).
+ALTER TABLE requests ADD COLUMN department TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN regions TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN created_month TEXT NOT NULL DEFAULT '';
+UPDATE requests SET
+    created_month = to_char(to_timestamp(created_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM'),
+    department = COALESCE((SELECT v.body::jsonb #>> '{content,department}' FROM request_versions v
+        WHERE v.request_id = requests.id ORDER BY v.version DESC LIMIT 1), ''),
+    regions = COALESCE((SELECT string_agg(r, ',') FROM request_versions v,
+        jsonb_array_elements_text(v.body::jsonb #> '{content,regions}') r
+        WHERE v.request_id = requests.id AND v.version = requests.version), '');
+CREATE INDEX requests_by_month ON requests (created_month);
