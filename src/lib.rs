@@ -19,6 +19,7 @@ pub mod export;
 pub mod fakes;
 pub mod governance;
 pub mod http;
+pub mod import;
 pub mod interact;
 pub mod message;
 pub mod scheduler;

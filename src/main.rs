@@ -77,6 +77,16 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Import past exceptions from a CSV register (columns: manifests/import-template.csv).
+    /// Any bad row and nothing is imported; a sheet imported before adds nothing.
+    Import {
+        /// The CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Validate every row and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Messages not delivered yet (waiting for an app install, retrying, parked), and
     /// sending parked ones again.
     Outbox {
@@ -387,6 +397,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 output.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { csv, dry_run } => {
+            let text = std::fs::read_to_string(&csv)
+                .with_context(|| format!("cannot read {}", csv.display()))?;
+            let gov = governance::load(&governance_path(None))?;
+            let store = app::open_store(&database_url()).await?;
+            let service = waiver::service::Service::new(
+                store.clone(),
+                std::sync::Arc::new(gov),
+                waiver::clock::Clock::System,
+            );
+            let actor = format!(
+                "import:{}",
+                std::env::var("USER").unwrap_or_else(|_| "cli".into())
+            );
+            let now = waiver::clock::Clock::System.now();
+            let name = csv.display().to_string();
+            let result = waiver::import::import(&service, &text, &name, &actor, dry_run, now).await;
+            store.close().await;
+            match result {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(waiver::import::ImportError::Rows(errors)) => {
+                    eprintln!("error: {}", waiver::import::ImportError::Rows(errors));
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Outbox { command } => {
             let store = app::open_store(&database_url()).await?;

@@ -403,6 +403,47 @@ impl Service {
         Ok(Submitted::Filed(Box::new(request)))
     }
 
+    /// Brings in one past exception (`waiver import`), at most once per
+    /// `idempotency_key` (its external id): the request, its `import` audit entry
+    /// naming `actor` and the source, and its schedule, in one transaction. No chat
+    /// message is sent. `Ok(None)`: imported before.
+    pub async fn import_past(
+        &self,
+        past: crate::domain::Past,
+        actor: &str,
+        idempotency_key: String,
+        now: Timestamp,
+    ) -> Result<Option<ExceptionRequest>, ServiceError> {
+        let gov = self.gov.clone();
+        let actor = actor.to_string();
+        let created = self
+            .store
+            .create_once(
+                move |id| {
+                    let t = ExceptionRequest::import(id, past.clone(), &gov, now);
+                    let mut audit =
+                        applied(&Actor::Scheduler, "import", None, &t.request, &t.event, now);
+                    audit.actor = actor.clone();
+                    let due_at = schedule::next_due(&t.request, &gov, now);
+                    NewRequest {
+                        request: t.request,
+                        event: t.event,
+                        audit,
+                        outbox: Vec::new(),
+                        due_at,
+                    }
+                },
+                Some(idempotency_key),
+                now,
+            )
+            .await;
+        match created {
+            Ok(new) => Ok(Some(new.request)),
+            Err(StoreError::Duplicate) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Makes an attempt at `now`: load, decide, commit (retrying from a fresh read when
     /// someone else changed the request first).
     pub async fn act(&self, attempt: Attempt, now: Timestamp) -> Result<Acted, ServiceError> {

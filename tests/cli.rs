@@ -538,6 +538,42 @@ async fn an_evidence_pack_is_written_then_verified_with_no_database() {
 }
 
 #[tokio::test]
+async fn import_checks_a_sheet_then_imports_it_once() {
+    let db = TestDb::sqlite().await;
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/import-template.csv");
+    let (code, out, err) = run(waiver()
+        .args(["import", "--dry-run", "--csv"])
+        .arg(&template)
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "2 row(s) valid; nothing imported (--dry-run)");
+    let (code, out, err) = run(waiver()
+        .args(["import", "--csv"])
+        .arg(&template)
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("imported 2 of 2 row(s)\n  SHEET-017 → AIX-0001"),
+        "{out}"
+    );
+    let dir = TempDir::new();
+    let bad = dir.path.join("bad.csv");
+    let text = std::fs::read_to_string(&template)
+        .unwrap()
+        .replace("hannah.berg", "nobody");
+    std::fs::write(&bad, text).unwrap();
+    let (code, _, err) = run(waiver()
+        .args(["import", "--csv"])
+        .arg(&bad)
+        .env("WAIVER_DATABASE_URL", &db.url));
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: 2 problem(s); nothing was imported:\n  - line 2, column approvers: \"nobody\" is not a person in the governance file"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn outbox_lists_what_is_not_delivered_and_refuses_to_resend_what_is_not_parked() {
     // Filed through the library with no server running: every message is pending.
     let (db, id) = populated().await;

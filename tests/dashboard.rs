@@ -477,7 +477,11 @@ both!(
         store.execute_raw(backfill).await.unwrap();
         let after = store.register_rows(&Default::default(), 100).await.unwrap();
         assert_eq!(before, after);
-        assert!(after.iter().all(|r| r.department == "engineering" && r.regions == ["us"]));
+        assert!(
+            after
+                .iter()
+                .all(|r| r.department == "engineering" && r.regions == ["us"])
+        );
         let groups = store.register_groups(&Default::default()).await.unwrap();
         let month = common::now().to_datetime().format("%Y-%m").to_string();
         assert!(groups.iter().all(|g| g.month == month), "{groups:?}");

@@ -838,6 +838,9 @@ fn event_notices(
     let requester = &r.requester;
     let mut out = Vec::new();
     match event {
+        // Past history brought in: nobody is told (it is not news), and no card is
+        // posted; the scheduler takes it from here.
+        Event::Imported { .. } => {}
         Event::Submitted { .. } => {
             out.push(dm(
                 requester,

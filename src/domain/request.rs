@@ -446,6 +446,16 @@ pub enum Event {
         version: Version,
         required_roles: Vec<RoleId>,
     },
+    /// A past exception brought in from a register kept elsewhere (`waiver import`):
+    /// its content, the grant or rejection it had, and where it came from.
+    Imported {
+        version: Box<Version>,
+        grant: Option<Grant>,
+        conditions: Vec<Condition>,
+        closure: Option<Closure>,
+        /// The file (with its SHA-256) and line it came from.
+        source: String,
+    },
 }
 
 impl Event {
@@ -471,6 +481,7 @@ impl Event {
             Event::Withdrawn { .. } => "withdrawn",
             Event::Revoked { .. } => "revoked",
             Event::ReassessmentRequired { .. } => "reassessment_required",
+            Event::Imported { .. } => "imported",
         }
     }
 }
@@ -587,7 +598,147 @@ pub fn latest_expiry(start: NaiveDate, max_days: u32) -> NaiveDate {
     start + chrono::Days::new(u64::from(max_days))
 }
 
+/// A decision taken before Waiver, as an imported register records it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PastDecision {
+    Approved {
+        approvers: Vec<PersonId>,
+        decided_at: Timestamp,
+        tier: Tier,
+        monitoring_owner: PersonId,
+        /// Days between reviews (the tier's cadence when the register has none).
+        review_every_days: u32,
+        conditions: Vec<(ConditionSpec, Option<Done>)>,
+    },
+    Rejected {
+        by: PersonId,
+        decided_at: Timestamp,
+        reason: String,
+    },
+}
+
+/// A past exception from a register kept elsewhere.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Past {
+    pub requester: PersonId,
+    pub content: RequestContent,
+    pub decision: PastDecision,
+    /// The file (with its SHA-256) and line it came from.
+    pub source: String,
+}
+
 impl ExceptionRequest {
+    /// A past exception as Waiver would hold it had it been decided here: rejected;
+    /// expired (its end has passed); active (started, no open condition); or approved
+    /// (waiting for its start or its conditions). From then on the scheduler watches
+    /// it like any other: reviews, expiry reminders, expiry.
+    pub fn import(id: RequestId, past: Past, gov: &Governance, now: Timestamp) -> Transition {
+        let (decided_at, author) = match &past.decision {
+            PastDecision::Approved { decided_at, .. } => (*decided_at, past.requester.clone()),
+            PastDecision::Rejected { decided_at, .. } => (*decided_at, past.requester.clone()),
+        };
+        let version = Version {
+            number: 1,
+            content: past.content,
+            author: Actor::Person(author),
+            at: decided_at,
+            note: Some(format!("imported from {}", past.source)),
+        };
+        let mut r = ExceptionRequest {
+            id,
+            revision: 0,
+            state: State::Rejected,
+            requester: past.requester,
+            created_at: decided_at,
+            stage_since: decided_at,
+            renews: None,
+            versions: vec![version.clone()],
+            required_roles: Vec::new(),
+            reviews: Vec::new(),
+            assessments: Vec::new(),
+            comments: Vec::new(),
+            votes: Vec::new(),
+            risk: None,
+            grant: None,
+            conditions: Vec::new(),
+            attestations: Vec::new(),
+            closure: None,
+        };
+        match past.decision {
+            PastDecision::Rejected { by, reason, .. } => {
+                r.closure = Some(Closure {
+                    at: decided_at,
+                    by: Actor::Person(by),
+                    reason,
+                });
+            }
+            PastDecision::Approved {
+                approvers,
+                tier,
+                monitoring_owner,
+                review_every_days,
+                conditions,
+                ..
+            } => {
+                let content = r.content().clone();
+                let starts_at = Timestamp::start_of(content.start);
+                let expires_at = Timestamp::start_of(content.end.succ_opt().unwrap_or(content.end));
+                // The first review on the cadence that is still ahead.
+                let cadence = review_every_days.max(1);
+                let mut review = starts_at.plus_days(cadence);
+                while review <= now {
+                    review = review.plus_days(cadence);
+                }
+                r.grant = Some(Grant {
+                    version: 1,
+                    decided_at,
+                    tier,
+                    score: 0,
+                    starts_at,
+                    expires_at,
+                    monitoring_owner,
+                    next_review_at: (review < expires_at).then_some(review),
+                    policy_version: content.policy_version.clone(),
+                    governance_hash: gov.hash.clone(),
+                    approvers,
+                });
+                r.conditions = conditions
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (spec, done))| Condition {
+                        id: i as u32 + 1,
+                        text: spec.text,
+                        owner: spec.owner,
+                        due: spec.due,
+                        done,
+                    })
+                    .collect();
+                let open = r.conditions.iter().any(|c| c.done.is_none());
+                r.state = if expires_at <= now {
+                    r.closure = Some(Closure {
+                        at: expires_at,
+                        by: Actor::Scheduler,
+                        reason: "expired before it was imported".into(),
+                    });
+                    State::Expired
+                } else if starts_at <= now && !open {
+                    State::Active
+                } else {
+                    State::Approved
+                };
+                r.stage_since = decided_at.max(starts_at.min(now));
+            }
+        }
+        let event = Event::Imported {
+            version: Box::new(version),
+            grant: r.grant.clone(),
+            conditions: r.conditions.clone(),
+            closure: r.closure.clone(),
+            source: past.source,
+        };
+        Transition { request: r, event }
+    }
+
     /// Files a new request (version 1). Renewals name the request they renew.
     pub fn submit(
         id: RequestId,
