@@ -117,41 +117,88 @@ impl Service {
             }
         };
         let s = &self.store;
-        let (overview, groups, rows, stages) = tokio::try_join!(
-            self.overview(now, 30, limit),
-            async { Ok(s.register_groups(filter).await?) },
-            async { Ok(s.register_rows(filter, limit).await?) },
-            async {
-                let mut out = Vec::new();
-                for state in WAITING {
-                    out.push((state, s.stage_counts(state, cutoff(state)).await?));
-                }
-                Ok::<_, ServiceError>(out)
-            },
+        let cutoffs: Vec<(State, Timestamp)> = WAITING
+            .into_iter()
+            .filter(|st| stage_of(*st).is_some())
+            .map(|st| (st, cutoff(st)))
+            .collect();
+        let (
+            groups,
+            rows,
+            late,
+            expiring,
+            reviews_due,
+            overdue_conditions,
+            suspended,
+            reassessment,
+        ) = tokio::try_join!(
+            s.register_groups(filter),
+            s.register_rows(filter, limit),
+            s.overdue_by_stage(filter, &cutoffs),
+            s.expiring(now, now.plus_days(30), limit),
+            s.summaries_in(State::ReviewDue, limit),
+            s.overdue_conditions(now.date(), limit),
+            s.summaries_in(State::Suspended, limit),
+            s.summaries_in(State::ReassessmentRequired, limit),
         )?;
-        let mut waiting = Vec::new();
-        for (state, counts) in stages {
-            let stage = stage_of(state);
-            for c in counts {
-                let roles = match state {
-                    State::Submitted => vec![gov.workflow.completeness_reviewers.clone()],
-                    State::InStakeholderReview => gov.workflow.stakeholders.clone(),
-                    State::AwaitingDecision => c
-                        .tier
-                        .map(|t| gov.tier(t).approvers.clone())
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                waiting.push(Waiting {
-                    state,
-                    stage,
-                    roles,
-                    tier: c.tier,
-                    count: c.count,
-                    overdue: c.overdue,
-                    sla_hours: stage.and_then(|s| gov.slas.get(&s)).map(|s| s.hours),
-                });
+        // Counts by state and by stage and tier, from the filtered register's groups.
+        let mut by_state: Vec<(State, u64)> = Vec::new();
+        let mut by_stage: Vec<(State, Option<Tier>, u64)> = Vec::new();
+        for g in &groups {
+            match by_state.iter_mut().find(|(st, _)| *st == g.state) {
+                Some((_, n)) => *n += g.count,
+                None => by_state.push((g.state, g.count)),
             }
+            if WAITING.contains(&g.state) {
+                match by_stage
+                    .iter_mut()
+                    .find(|(st, t, _)| *st == g.state && *t == g.tier)
+                {
+                    Some((.., n)) => *n += g.count,
+                    None => by_stage.push((g.state, g.tier, g.count)),
+                }
+            }
+        }
+        by_state.sort_by_key(|(st, _)| State::ALL.iter().position(|x| x == st));
+        by_stage.sort_by_key(|(st, t, _)| {
+            (
+                WAITING.iter().position(|x| x == st),
+                t.map(|t| Tier::ALL.iter().position(|x| *x == t)),
+            )
+        });
+        let overview = Overview {
+            by_state,
+            expiring,
+            reviews_due,
+            overdue_conditions,
+            suspended,
+            reassessment,
+        };
+        let mut waiting = Vec::new();
+        for (state, tier, count) in by_stage {
+            let stage = stage_of(state);
+            let roles = match state {
+                State::Submitted => vec![gov.workflow.completeness_reviewers.clone()],
+                State::InStakeholderReview => gov.workflow.stakeholders.clone(),
+                State::AwaitingDecision => tier
+                    .map(|t| gov.tier(t).approvers.clone())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let overdue = late
+                .iter()
+                .find(|c| c.state == state && c.tier == tier)
+                .map(|c| c.count)
+                .unwrap_or(0);
+            waiting.push(Waiting {
+                state,
+                stage,
+                roles,
+                tier,
+                count,
+                overdue,
+                sla_hours: stage.and_then(|s| gov.slas.get(&s)).map(|s| s.hours),
+            });
         }
         Ok(Register {
             overview,

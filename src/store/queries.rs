@@ -351,12 +351,12 @@ pub struct RegisterRow {
     pub created_at: Timestamp,
 }
 
-/// Requests of one stage, by tier: how many, and how many are past `overdue_before`.
+/// How many requests of one stage and tier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StageCount {
+    pub state: State,
     pub tier: Option<Tier>,
     pub count: u64,
-    pub overdue: u64,
 }
 
 fn split(list: &str) -> Vec<String> {
@@ -434,31 +434,54 @@ impl Store {
             .collect()
     }
 
-    /// Requests in `state` by tier, and how many entered it before `overdue_before`
-    /// (past their stage's SLA).
-    pub async fn stage_counts(
+    /// For each `(state, since)`: requests in `state` that entered it before `since`
+    /// (past their stage's SLA), by tier. One statement of index-only range scans.
+    pub async fn overdue_by_stage(
         &self,
-        state: State,
-        overdue_before: Timestamp,
+        filter: &RegisterFilter,
+        cutoffs: &[(State, Timestamp)],
     ) -> Result<Vec<StageCount>> {
-        let rows = sqlx::query(
-            "SELECT tier, COUNT(*) AS n, SUM(CASE WHEN stage_since < $2 THEN 1 ELSE 0 END) AS late \
-             FROM requests WHERE state = $1 GROUP BY tier ORDER BY tier",
-        )
-        .bind(state.as_str())
-        .bind(overdue_before.millis())
-        .fetch_all(&self.read)
-        .await?;
+        if cutoffs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (clause, binds) = filter.clause();
+        let from = binds.len();
+        let ranges = (0..cutoffs.len())
+            .map(|i| {
+                format!(
+                    "(state = ${} AND stage_since < ${})",
+                    from + 2 * i + 1,
+                    from + 2 * i + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let clause = if clause.is_empty() {
+            format!(" WHERE ({ranges})")
+        } else {
+            format!("{clause} AND ({ranges})")
+        };
+        let sql =
+            format!("SELECT state, tier, COUNT(*) AS n FROM requests{clause} GROUP BY state, tier");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        for (state, since) in cutoffs {
+            q = q.bind(state.as_str()).bind(since.millis());
+        }
+        let rows = q.fetch_all(&self.read).await?;
         rows.iter()
             .map(|r| {
+                let state: &str = r.try_get("state")?;
                 let tier: Option<String> = r.try_get("tier")?;
                 Ok(StageCount {
+                    state: State::parse(state).ok_or_else(|| corrupt("state", state))?,
                     tier: match tier.as_deref() {
                         Some(t) => Some(Tier::parse(t).ok_or_else(|| corrupt("tier", t))?),
                         None => None,
                     },
                     count: r.try_get::<i64, _>("n")? as u64,
-                    overdue: r.try_get::<Option<i64>, _>("late")?.unwrap_or(0) as u64,
                 })
             })
             .collect()
