@@ -239,6 +239,14 @@ pub enum ConfigError {
     TeamsServiceUrl(String),
     #[error("WAIVER_DASHBOARD_USER_HEADER={0:?} is not an HTTP header name")]
     DashboardHeader(String),
+    #[error(
+        "WAIVER_DASHBOARD_TOKEN is too short: use at least 16 characters (e.g. `openssl rand -hex 24`)"
+    )]
+    DashboardToken,
+    #[error(
+        "WAIVER_DASHBOARD_OPEN=1 serves the register to anyone who can connect, so it needs a loopback WAIVER_LISTEN (127.0.0.1:…), not {0:?}"
+    )]
+    DashboardOpen(String),
 }
 
 impl Config {
@@ -295,6 +303,18 @@ impl Config {
             && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()
         {
             return Err(ConfigError::DashboardHeader(h.clone()));
+        }
+        if dashboard
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().count() < 16)
+        {
+            return Err(ConfigError::DashboardToken);
+        }
+        // "Open" is for a laptop: never on an address others can reach.
+        let loopback: SocketAddr = listen;
+        if dashboard.open && !loopback.ip().is_loopback() {
+            return Err(ConfigError::DashboardOpen(listen_text.clone()));
         }
         Ok(Self {
             database_url: get("WAIVER_DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),

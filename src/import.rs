@@ -155,9 +155,14 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Validates every row of `text` (CSV with a header) against `gov`; every problem of
-/// every row, or the rows.
-pub fn parse(gov: &Governance, text: &str, file: &str) -> Result<Vec<Row>, Vec<RowError>> {
+/// Validates every row of `text` (CSV with a header) against `gov`, as of `today`;
+/// every problem of every row, or the rows.
+pub fn parse(
+    gov: &Governance,
+    text: &str,
+    file: &str,
+    today: NaiveDate,
+) -> Result<Vec<Row>, Vec<RowError>> {
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
     let mut errors = Vec::new();
     let mut reader = csv::ReaderBuilder::new()
@@ -299,8 +304,8 @@ pub fn parse(gov: &Governance, text: &str, file: &str) -> Result<Vec<Row>, Vec<R
             controls: get("controls"),
             business_owner: business_owner.clone(),
         };
-        let today = start_date.unwrap_or(NaiveDate::MIN);
-        let content = match RequestContent::parse(&input, gov, today) {
+        let filed = start_date.unwrap_or(NaiveDate::MIN);
+        let content = match RequestContent::parse(&input, gov, filed) {
             Ok(mut c) => {
                 let v = get("policy_version");
                 if !v.is_empty() {
@@ -478,6 +483,15 @@ pub fn parse(gov: &Governance, text: &str, file: &str) -> Result<Vec<Row>, Vec<R
                 None
             }
         };
+        if let Some(d) = decided_on
+            && d > today
+        {
+            errors.push(RowError {
+                line,
+                column: "decided_on".into(),
+                reason: format!("{d} is in the future: only decisions already taken are imported"),
+            });
+        }
         if let (Some(d), Some(c)) = (decided_on, &content)
             && d > c.end
         {
@@ -486,6 +500,41 @@ pub fn parse(gov: &Governance, text: &str, file: &str) -> Result<Vec<Row>, Vec<R
                 column: "decided_on".into(),
                 reason: format!("{d} is after the exception's end ({})", c.end),
             });
+        }
+        if let (
+            Some(PastDecision::Approved {
+                tier, conditions, ..
+            }),
+            Some(c),
+        ) = (&decision, &content)
+        {
+            let days = (c.end - c.start).num_days();
+            let max = gov.tier(*tier).max_duration_days;
+            if days > i64::from(max) {
+                errors.push(RowError {
+                    line,
+                    column: "end".into(),
+                    reason: format!(
+                        "{} to {} is {days} days; the {tier} tier allows at most {max}",
+                        c.start, c.end
+                    ),
+                });
+            }
+            for (spec, done) in conditions {
+                if let Some(d) = done
+                    && d.at.date() > today
+                {
+                    errors.push(RowError {
+                        line,
+                        column: "conditions".into(),
+                        reason: format!(
+                            "{:?} is marked done on {}, in the future",
+                            spec.text,
+                            d.at.date()
+                        ),
+                    });
+                }
+            }
         }
         if let (Some(requester), Some(content), Some(decision)) = (requester, content, decision) {
             rows.push(Row {
@@ -519,7 +568,7 @@ pub async fn import(
     dry_run: bool,
     now: Timestamp,
 ) -> Result<Report, ImportError> {
-    let rows = parse(svc.governance(), text, file).map_err(ImportError::Rows)?;
+    let rows = parse(svc.governance(), text, file, now.date()).map_err(ImportError::Rows)?;
     let mut report = Report {
         rows: rows.len(),
         dry_run,

@@ -420,7 +420,7 @@ impl Service {
             .store
             .create_once(
                 move |id| {
-                    let t = ExceptionRequest::import(id, past.clone(), &gov, now);
+                    let t = ExceptionRequest::import(id, past.clone(), now);
                     let mut audit =
                         applied(&Actor::Scheduler, "import", None, &t.request, &t.event, now);
                     audit.actor = actor.clone();

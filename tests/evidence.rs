@@ -200,6 +200,39 @@ both!(
                 "the manifest names 4 exception(s) but the pack holds 3".into(),
             ),
             (
+                "an exception left out, the count lowered to match",
+                tampered(&bytes, |v| {
+                    v["exceptions"].as_array_mut().unwrap().remove(1);
+                    v["manifest"]["exceptions"] = json!(3);
+                }),
+                format!("{} was changed by audit entry", ids[1]),
+            ),
+            (
+                "a reminder's sending time",
+                tampered(&bytes, |v| {
+                    let sent = v["exceptions"]
+                        .as_array_mut()
+                        .unwrap()
+                        .iter_mut()
+                        .flat_map(|x| x["reminders"].as_array_mut().unwrap().iter_mut())
+                        .find(|r| r["status"] == "sent")
+                        .unwrap();
+                    sent["sent_at"] = json!(sent["sent_at"].as_i64().unwrap() + 1);
+                }),
+                "says it was sent to".into(),
+            ),
+            (
+                "a partial pack relabelled as whole",
+                tampered(&bytes, |v| {
+                    v["audit"].as_array_mut().unwrap().remove(0);
+                    let first = v["audit"][0].clone();
+                    v["manifest"]["chain"]["from_seq"] = first["seq"].clone();
+                    v["manifest"]["chain"]["prev_hash"] = first["prev_hash"].clone();
+                }),
+                "the manifest says the pack holds every exception, but its chain starts at entry 2"
+                    .into(),
+            ),
+            (
                 "not a pack",
                 b"{\"manifest\": 1}".to_vec(),
                 "it is not a readable evidence pack".into(),

@@ -26,7 +26,7 @@ fn sheet(t: Timestamp) -> String {
         ),
         format!(
             "OLD-2,Translate manuals,aiup,2025.4,tool_adoption,DeepTranslate,Manuals in five languages.,product,Writers,Docs,internal,eu,product,james.carter,marcus.webb,Public text only.,approved,low,carlos.mendes,{d},{d},{end},,,,",
-            d = day(t, -400),
+            d = day(t, -390),
             end = day(t, -30)
         ),
         format!(
@@ -174,6 +174,17 @@ both!(
             .replace("\"Replies must be reviewed by a person.\"", "");
         // Line 5: the external id of line 2 again, a region that does not exist.
         lines[4] = lines[4].replace("OLD-4", "OLD-1").replace(",uk,", ",mars,");
+        // Line 6: decided tomorrow, for longer than its tier allows.
+        lines.push(
+            lines[1]
+                .replace("OLD-1", "OLD-6")
+                .replacen(
+                    &format!(",{},", day(now(), -60)),
+                    &format!(",{},", day(now(), 1)),
+                    1,
+                )
+                .replace(&day(now(), 20), &day(now(), 600)),
+        );
         let text = lines.join("\n");
         let err = import::import(&svc, &text, "bad.csv", "import:test", false, now())
             .await
@@ -189,6 +200,8 @@ both!(
             "line 4, column reason: required for a rejected exception",
             "line 5, column external_id: \"OLD-1\" is on an earlier row too",
             "line 5, column regions:",
+            "line 6, column decided_on:",
+            "line 6, column end:",
         ] {
             assert!(
                 said.iter().any(|s| s.starts_with(expected)),
@@ -258,7 +271,14 @@ fn the_shipped_template_is_a_valid_sheet() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/import-template.csv"),
     )
     .unwrap();
-    let rows = import::parse(&common::gov(), &text, "import-template.csv").expect("valid");
+    // As of any day after its decisions (the template's dates are in the past).
+    let rows = import::parse(
+        &common::gov(),
+        &text,
+        "import-template.csv",
+        chrono::NaiveDate::MAX,
+    )
+    .expect("valid");
     assert_eq!(rows.len(), 2);
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     assert_eq!(header, import::COLUMNS);

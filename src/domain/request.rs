@@ -632,7 +632,7 @@ impl ExceptionRequest {
     /// expired (its end has passed); active (started, no open condition); or approved
     /// (waiting for its start or its conditions). From then on the scheduler watches
     /// it like any other: reviews, expiry reminders, expiry.
-    pub fn import(id: RequestId, past: Past, gov: &Governance, now: Timestamp) -> Transition {
+    pub fn import(id: RequestId, past: Past, now: Timestamp) -> Transition {
         let (decided_at, author) = match &past.decision {
             PastDecision::Approved { decided_at, .. } => (*decided_at, past.requester.clone()),
             PastDecision::Rejected { decided_at, .. } => (*decided_at, past.requester.clone()),
@@ -699,7 +699,8 @@ impl ExceptionRequest {
                     monitoring_owner,
                     next_review_at: (review < expires_at).then_some(review),
                     policy_version: content.policy_version.clone(),
-                    governance_hash: gov.hash.clone(),
+                    // Decided outside Waiver: under no governance file of ours.
+                    governance_hash: GovernanceHash::new("imported"),
                     approvers,
                 });
                 r.conditions = conditions
@@ -714,19 +715,20 @@ impl ExceptionRequest {
                     })
                     .collect();
                 let open = r.conditions.iter().any(|c| c.done.is_none());
+                r.stage_since = decided_at.max(starts_at.min(now));
                 r.state = if expires_at <= now {
                     r.closure = Some(Closure {
                         at: expires_at,
                         by: Actor::Scheduler,
                         reason: "expired before it was imported".into(),
                     });
+                    r.stage_since = expires_at;
                     State::Expired
                 } else if starts_at <= now && !open {
                     State::Active
                 } else {
                     State::Approved
                 };
-                r.stage_since = decided_at.max(starts_at.min(now));
             }
         }
         let event = Event::Imported {

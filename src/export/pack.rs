@@ -280,10 +280,21 @@ pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
 
     // The chain, and what it says about each request.
     let mut trails: HashMap<i64, Trail> = HashMap::new();
-    let mut reminded: HashSet<String> = HashSet::new();
+    let mut reminded: HashMap<String, (Timestamp, String)> = HashMap::new();
+    // Requests changed at or after `since`: each must be in the pack.
+    let mut changed: Vec<(i64, u64)> = Vec::new();
     let mut prev = m.chain.prev_hash.clone();
-    if m.chain.from_seq <= 1 && prev != GENESIS {
+    if m.chain.from_seq == 0 {
+        return broken("the chain starts at entry 0; entries are numbered from 1");
+    }
+    if m.chain.from_seq == 1 && prev != GENESIS {
         return broken("the chain starts at entry 1 but not from the genesis hash");
+    }
+    if m.since.is_none() && m.chain.from_seq > 1 {
+        return broken(format!(
+            "the manifest says the pack holds every exception, but its chain starts at entry {}",
+            m.chain.from_seq
+        ));
     }
     let mut expected = m.chain.from_seq;
     for e in &pack.audit {
@@ -307,6 +318,11 @@ pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
         if entry.seq != e.seq {
             return at(format!("it says it is entry {}", entry.seq));
         }
+        if let (Some(id), crate::store::Outcome::Applied) = (entry.request, entry.outcome)
+            && m.since.is_none_or(|since| entry.at >= since)
+        {
+            changed.push((id.get(), entry.seq));
+        }
         record(&entry, &mut trails, &mut reminded);
         prev = e.hash.clone();
         expected += 1;
@@ -325,6 +341,13 @@ pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
             "the manifest names {} exception(s) but the pack holds {}",
             m.exceptions,
             pack.exceptions.len()
+        ));
+    }
+    let included: HashSet<i64> = pack.exceptions.iter().map(|x| x.request.id.get()).collect();
+    if let Some((id, seq)) = changed.iter().find(|(id, _)| !included.contains(id)) {
+        return broken(format!(
+            "{} was changed by audit entry {seq} but is not in the pack (it was left out)",
+            crate::domain::RequestId::new(*id)
         ));
     }
     let mut seen = HashSet::new();
@@ -389,14 +412,26 @@ pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
                 ));
             }
         }
+        // A reminder's digest entry comes after its request's first entry, so it is
+        // in the pack whenever its request is.
         for rem in &x.reminders {
-            let sent = reminded.contains(&rem.key);
-            if (rem.status == "sent") != sent && (sent || m.chain.from_seq <= 1) {
+            let sent = reminded.get(&rem.key);
+            if (rem.status == "sent") != sent.is_some() {
                 return broken(format!(
                     "{reference}: reminder {} is marked {} but the audit trail says it was {}sent",
                     rem.key,
                     rem.status,
-                    if sent { "" } else { "not " }
+                    if sent.is_some() { "" } else { "not " }
+                ));
+            }
+            if let Some((at, to)) = sent
+                && (rem.sent_at != Some(*at) || rem.target != *to)
+            {
+                return broken(format!(
+                    "{reference}: reminder {} says it was sent to {} at {}, the audit trail to {to} at {at}",
+                    rem.key,
+                    rem.target,
+                    rem.sent_at.map(|t| t.to_string()).unwrap_or_default()
                 ));
             }
         }
@@ -414,12 +449,17 @@ pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
 }
 
 /// Notes what one entry says about requests and reminders.
-fn record(entry: &AuditEntry, trails: &mut HashMap<i64, Trail>, reminded: &mut HashSet<String>) {
+fn record(
+    entry: &AuditEntry,
+    trails: &mut HashMap<i64, Trail>,
+    reminded: &mut HashMap<String, (Timestamp, String)>,
+) {
     let d = &entry.details;
     if entry.action == "remind" {
+        let to = d["to"].as_str().unwrap_or_default().to_string();
         for key in d["reminders"].as_array().into_iter().flatten() {
             if let Some(k) = key.as_str() {
-                reminded.insert(k.to_string());
+                reminded.insert(k.to_string(), (entry.at, to.clone()));
             }
         }
         return;

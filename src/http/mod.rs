@@ -146,5 +146,9 @@ async fn dashboard_login(
     State(state): State<Arc<AppState>>,
     form: axum::extract::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    crate::web::login(&state.dashboard, &form.0)
+    crate::web::login(
+        &state.dashboard,
+        &form.0,
+        state.service.clock().unix_seconds(),
+    )
 }

@@ -297,6 +297,13 @@ fn request_row(r: &ExceptionRequest, now: Timestamp, due_at: Option<Timestamp>) 
         .and_then(|g| g.next_review_at)
         .filter(|_| r.state == State::Active);
     let risk = r.risk.as_ref().filter(|k| k.version == r.version());
+    // An imported exception has a grant's tier but no score of ours.
+    let tier = risk.map(|k| k.tier).or_else(|| {
+        r.grant
+            .as_ref()
+            .filter(|_| r.risk.is_none())
+            .map(|g| g.tier)
+    });
     vec![
         Bind::Int(r.id.get()),
         Bind::Int(r.revision as i64),
@@ -308,7 +315,7 @@ fn request_row(r: &ExceptionRequest, now: Timestamp, due_at: Option<Timestamp>) 
         Bind::Text(c.ai_system.clone()),
         Bind::Text(c.policy.to_string()),
         Bind::Text(c.policy_version.clone()),
-        Bind::OptText(risk.map(|k| k.tier.as_str().to_string())),
+        Bind::OptText(tier.map(|t| t.as_str().to_string())),
         Bind::OptInt(risk.map(|k| i64::from(k.score))),
         Bind::OptInt(r.renews.map(RequestId::get)),
         Bind::Int(r.created_at.millis()),

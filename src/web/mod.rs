@@ -27,12 +27,28 @@ pub const COOKIE: &str = "waiver_dashboard";
 /// Rows of the register shown (and downloaded) at most.
 const ROWS: i64 = 500;
 
-/// The cookie's value for `token`: a digest, so the token itself never sits in a
-/// browser's cookie jar.
-fn session(token: &str) -> String {
-    hex::encode(Sha256::digest(
-        format!("waiver-dashboard-session:{token}").as_bytes(),
-    ))
+/// How long a sign-in lasts.
+const SESSION_SECS: i64 = 12 * 3600;
+
+/// The cookie's value for a sign-in at `issued` (Unix seconds): the time and a MAC of
+/// it keyed by the token, so the token itself never sits in a browser's cookie jar and
+/// a cookie stops working after [`SESSION_SECS`] whatever the browser does.
+fn session(token: &str, issued: i64) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("any key length");
+    mac.update(format!("waiver-dashboard-session:{issued}").as_bytes());
+    format!("{issued}.{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `cookie` is a sign-in for `token` still in force at `now`.
+fn valid_session(token: &str, cookie: &str, now: i64) -> bool {
+    let Some(issued) = cookie
+        .split_once('.')
+        .and_then(|(t, _)| t.parse::<i64>().ok())
+    else {
+        return false;
+    };
+    (0..SESSION_SECS).contains(&(now - issued)) && same(cookie, &session(token, issued))
 }
 
 /// Equal by digest, so the comparison's timing says nothing about the token.
@@ -75,6 +91,7 @@ fn authorize(
     access: &DashboardAccess,
     gov: &Governance,
     headers: &HeaderMap,
+    now: i64,
 ) -> Result<(), Box<Response>> {
     if access.open {
         return Ok(());
@@ -103,7 +120,7 @@ fn authorize(
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-            .any(|v| same(v, &session(token.expose())));
+            .any(|v| valid_session(token.expose(), v, now));
         if cookie {
             return Ok(());
         }
@@ -111,6 +128,18 @@ fn authorize(
     if let Some(name) = &access.user_header
         && let Some(who) = headers.get(name.as_str()).and_then(|v| v.to_str().ok())
     {
+        // A proxy that appends instead of replacing would let the client's own value
+        // through: more than one is refused.
+        if headers.get_all(name.as_str()).iter().count() > 1 {
+            return Err(Box::new(page(
+                StatusCode::FORBIDDEN,
+                "Not for you",
+                render::notice(
+                    "Signed in twice",
+                    "The sign-in header came more than once; the proxy must replace it, not add to it.",
+                ),
+            )));
+        }
         let who = who.trim();
         let person = gov.people.iter().find(|p| {
             p.id.as_str() == who
@@ -241,7 +270,7 @@ pub async fn index(
     q: &HashMap<String, String>,
 ) -> Response {
     let gov = svc.governance().clone();
-    if let Err(r) = authorize(access, &gov, headers) {
+    if let Err(r) = authorize(access, &gov, headers, svc.clock().unix_seconds()) {
         return *r;
     }
     let f = match filter(&gov, q) {
@@ -273,7 +302,7 @@ pub async fn csv(
     q: &HashMap<String, String>,
 ) -> Response {
     let gov = svc.governance().clone();
-    if let Err(r) = authorize(access, &gov, headers) {
+    if let Err(r) = authorize(access, &gov, headers, svc.clock().unix_seconds()) {
         return *r;
     }
     let f = match filter(&gov, q) {
@@ -311,7 +340,7 @@ pub async fn exception(
     reference: &str,
 ) -> Response {
     let gov = svc.governance().clone();
-    if let Err(r) = authorize(access, &gov, headers) {
+    if let Err(r) = authorize(access, &gov, headers, svc.clock().unix_seconds()) {
         return *r;
     }
     let Some(id) = RequestId::parse(reference) else {
@@ -348,7 +377,7 @@ pub async fn exception(
 /// `GET /sop.svg`: the workflow the governance file enforces.
 pub async fn sop(svc: &Service, access: &DashboardAccess, headers: &HeaderMap) -> Response {
     let gov = svc.governance().clone();
-    if let Err(r) = authorize(access, &gov, headers) {
+    if let Err(r) = authorize(access, &gov, headers, svc.clock().unix_seconds()) {
         return *r;
     }
     let mut r = crate::governance::svg(&gov).into_response();
@@ -371,7 +400,7 @@ pub fn login_form(access: &DashboardAccess) -> Response {
 
 /// `POST /login`: a right token sets the session cookie (Secure, HttpOnly,
 /// SameSite=Strict) and goes to the register; a wrong one is 401 and the form again.
-pub fn login(access: &DashboardAccess, form: &HashMap<String, String>) -> Response {
+pub fn login(access: &DashboardAccess, form: &HashMap<String, String>, now: i64) -> Response {
     let Some(token) = &access.token else {
         return page(
             StatusCode::NOT_FOUND,
@@ -389,8 +418,8 @@ pub fn login(access: &DashboardAccess, form: &HashMap<String, String>) -> Respon
         );
     }
     let cookie = format!(
-        "{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=43200",
-        session(token.expose())
+        "{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}",
+        session(token.expose(), now)
     );
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {

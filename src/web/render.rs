@@ -819,9 +819,9 @@ pub fn csv(rows: &[RegisterRow]) -> Result<String, csv::Error> {
     ])?;
     for r in rows {
         let x = &r.summary;
-        w.write_record([
+        let cells = [
             x.id.to_string(),
-            crate::export::guard(&x.title),
+            x.title.clone(),
             x.state.as_str().to_string(),
             x.tier.map(|t| t.to_string()).unwrap_or_default(),
             r.policy.clone(),
@@ -835,7 +835,8 @@ pub fn csv(rows: &[RegisterRow]) -> Result<String, csv::Error> {
             r.created_at.to_string(),
             x.expires_at.map(|t| t.to_string()).unwrap_or_default(),
             x.next_review_at.map(|t| t.to_string()).unwrap_or_default(),
-        ])?;
+        ];
+        w.write_record(cells.iter().map(|c| crate::export::guard(c)))?;
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
