@@ -171,12 +171,26 @@ pub async fn start(
         }
         None => None,
     };
-    let service = Service::with_platforms(
+    let mut service = Service::with_platforms(
         store.clone(),
         Arc::new(gov),
         options.clock.clone(),
         &platforms,
     );
+    // Evidence links are signed with a secret every replica has.
+    let secret = config
+        .slack
+        .as_ref()
+        .map(|s| s.signing_secret.expose().to_string())
+        .or_else(|| {
+            config
+                .teams
+                .as_ref()
+                .map(|t| t.app_password.expose().to_string())
+        });
+    if let (Some(base), Some(secret)) = (&config.public_url, secret) {
+        service = service.with_evidence_links(base, &secret);
+    }
     let (stop, stopped) = watch::channel(false);
     let worker = (!options.no_delivery).then(|| {
         let deliverer = Arc::new(Deliverer::new(

@@ -199,6 +199,8 @@ pub struct Config {
     pub slack: Option<SlackConfig>,
     pub teams: Option<TeamsConfig>,
     pub dashboard: DashboardAccess,
+    /// `WAIVER_PUBLIC_URL`: the address people reach Waiver at (links in chat).
+    pub public_url: Option<String>,
 }
 
 /// Who may see the register dashboard. With none of these set it refuses to serve.
@@ -247,6 +249,8 @@ pub enum ConfigError {
         "WAIVER_DASHBOARD_OPEN=1 serves the register to anyone who can connect, so it needs a loopback WAIVER_LISTEN (127.0.0.1:…), not {0:?}"
     )]
     DashboardOpen(String),
+    #[error("WAIVER_PUBLIC_URL={0:?} is not an http(s) URL like https://waiver.example.com")]
+    PublicUrl(String),
 }
 
 impl Config {
@@ -325,6 +329,13 @@ impl Config {
             slack,
             teams,
             dashboard,
+            public_url: match get("WAIVER_PUBLIC_URL").filter(|u| !u.is_empty()) {
+                Some(u) => Some(
+                    http_url("WAIVER_PUBLIC_URL", u.trim_end_matches('/').to_string())
+                        .map_err(|_| ConfigError::PublicUrl(u))?,
+                ),
+                None => None,
+            },
         })
     }
 }

@@ -24,9 +24,11 @@ use crate::store::{
     StoreError,
 };
 
+mod evidence;
 mod query;
 mod sweep;
 
+pub use evidence::EVIDENCE_ROUTE;
 pub use query::{Home, Overview, Register, Tasks, TimelineEntry, Waiting};
 pub use sweep::SweepReport;
 
@@ -193,6 +195,8 @@ pub struct Service {
     /// with each other; conflicts remain possible only across replicas.
     turns: Arc<Turns>,
     clock: Clock,
+    /// Signed download links for evidence packs asked for in chat.
+    links: Option<Arc<evidence::Links>>,
 }
 
 /// One async lock per request in use.
@@ -238,7 +242,15 @@ impl Service {
             outbox_ready: Arc::new(tokio::sync::Notify::new()),
             turns: Arc::new(Turns::default()),
             clock,
+            links: None,
         }
+    }
+
+    /// Lets `export` in chat send signed links to evidence packs at `base_url`
+    /// (`WAIVER_PUBLIC_URL`), keyed by `secret` (a secret every replica shares).
+    pub fn with_evidence_links(mut self, base_url: &str, secret: &str) -> Self {
+        self.links = Some(Arc::new(evidence::Links::new(base_url, secret)));
+        self
     }
 
     /// The clock the edges read `now` from.

@@ -296,3 +296,101 @@ both!(
         assert_eq!(report.from_seq, report.head_seq + 1);
     }
 );
+
+both!(
+    export_in_slack_sends_an_auditor_a_link_to_a_pack_that_verifies,
+    |db: TestDb| async move {
+        let app = common::App::spawn_editing(
+            db,
+            waiver::app::Options {
+                delivery: common::fast_delivery(),
+                no_scheduler: true,
+                ..Default::default()
+            },
+            std::sync::Arc::new(|c: &mut waiver::config::Config| {
+                c.public_url = Some("http://127.0.0.1:9".into());
+            }),
+        )
+        .await;
+        let ids = common::flow::four_lifecycles(app.service()).await;
+        let gov = common::gov();
+        let auditor = gov
+            .people
+            .iter()
+            .find(|p| gov.may_audit(&p.id) && p.slack.is_some())
+            .unwrap()
+            .id
+            .clone();
+        let who = common::uid(auditor.as_str());
+        let reply = app.ws.command(&who, "export").await;
+        assert_eq!(reply.json()["response_type"], "ephemeral");
+        assert!(
+            reply
+                .body
+                .contains("I have sent you a link to the evidence pack in a direct message"),
+            "{}",
+            reply.body
+        );
+        app.drained().await;
+        let dm = app.fake().dms(&who);
+        let text = waiver::fakes::slack::workspace::describe(&dm.last().unwrap().blocks);
+        let start = text.find("http://127.0.0.1:9/evidence/").expect("a link");
+        let link = text[start..].split_whitespace().next().unwrap();
+        let token = link
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(|c: char| !c.is_ascii_hexdigit());
+        // The link, on this server.
+        let base = format!("http://{}", app.running.as_ref().unwrap().addr);
+        let r = reqwest::get(format!("{base}/evidence/{token}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment; filename=\"waiver-evidence-")
+        );
+        let bytes = r.bytes().await.unwrap();
+        let report = verify(&bytes).expect("the pack verifies");
+        assert_eq!(report.exceptions, ids.len() as u64);
+        // Asked for and downloaded: both audited.
+        let audit = app.store().verify_audit().await.unwrap().unwrap();
+        assert!(
+            audit.entries > report.entries,
+            "the download's own entry came after the pack"
+        );
+        // A forged or altered link is refused.
+        let mut forged = token.to_string();
+        forged.replace_range(
+            forged.len() - 1..,
+            if forged.ends_with('0') { "1" } else { "0" },
+        );
+        let r = reqwest::get(format!("{base}/evidence/{forged}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = reqwest::get(format!("{base}/evidence/nonsense"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        // Someone outside the auditor roles is refused, and the refusal audited.
+        let outsider = gov
+            .people
+            .iter()
+            .find(|p| !gov.may_audit(&p.id) && p.slack.is_some())
+            .unwrap();
+        let reply = app
+            .ws
+            .command(&common::uid(outsider.id.as_str()), "export")
+            .await;
+        assert!(
+            reply.body.contains("Evidence packs are for"),
+            "{}",
+            reply.body
+        );
+        app.stop().await;
+    }
+);

@@ -61,6 +61,7 @@ impl People {
             }),
             teams: None,
             dashboard: Default::default(),
+            public_url: None,
         };
         let listener = TcpListener::bind(config.listen).await?;
         let running = app::start(config, listener, options).await?;

@@ -98,6 +98,7 @@ impl People {
                 service_urls: vec![fake.service_url()],
             }),
             dashboard: Default::default(),
+            public_url: None,
         };
         let listener = TcpListener::bind(config.listen).await?;
         let running = app::start(config, listener, options).await?;

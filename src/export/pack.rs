@@ -101,7 +101,7 @@ pub async fn write(
     current: &crate::governance::Governance,
     since: Option<Timestamp>,
     now: Timestamp,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<Manifest, ExportError> {
     store
         .remember_governance(current.hash.as_str(), &current.source, now)
@@ -140,7 +140,9 @@ pub async fn write(
             head_hash,
         },
     };
-    let line = |out: &mut dyn Write, v: &dyn erased::Json| -> std::io::Result<()> { v.write(out) };
+    let line = |out: &mut (dyn Write + Send), v: &dyn erased::Json| -> std::io::Result<()> {
+        v.write(out)
+    };
     out.write_all(b"{\"manifest\":")?;
     line(out, &manifest)?;
     out.write_all(b",\n\"governance\":")?;

@@ -468,6 +468,24 @@ pub struct Governance {
 }
 
 impl Governance {
+    /// The roles whose members see the whole register (the dashboard, evidence
+    /// packs): the administrators and those who may revoke.
+    pub fn auditor_roles(&self) -> Vec<&RoleId> {
+        self.workflow
+            .administrators
+            .iter()
+            .chain(&self.workflow.revokers)
+            .collect()
+    }
+
+    /// Whether `person` holds one of the [auditor roles](Self::auditor_roles).
+    pub fn may_audit(&self, person: &PersonId) -> bool {
+        self.auditor_roles().into_iter().any(|r| {
+            self.role(r)
+                .is_some_and(|role| role.members.contains(person))
+        })
+    }
+
     pub fn person(&self, id: &PersonId) -> Option<&Person> {
         self.people.iter().find(|p| &p.id == id)
     }

@@ -55,6 +55,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/register.csv", get(dashboard_csv))
         .route("/sop.svg", get(dashboard_sop))
         .route("/login", get(dashboard_login_form).post(dashboard_login))
+        .route(
+            &format!("{}/{{token}}", crate::service::EVIDENCE_ROUTE),
+            get(evidence_pack),
+        )
         // The Slack extractor enforces its own limit (413) before verifying.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -151,4 +155,11 @@ async fn dashboard_login(
         &form.0,
         state.service.clock().unix_seconds(),
     )
+}
+
+async fn evidence_pack(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    crate::web::evidence(&state.service, &token).await
 }

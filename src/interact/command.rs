@@ -17,6 +17,8 @@ pub enum Command {
     },
     /// Opens the revocation form for a granted exception.
     Revoke(String),
+    /// An evidence pack (compliance and administrators), optionally since a date.
+    Export(String),
     Unknown(String),
 }
 
@@ -32,6 +34,7 @@ impl Command {
             "pending" | "todo" => Command::Pending,
             "status" => Command::Status(rest.to_string()),
             "revoke" => Command::Revoke(rest.to_string()),
+            "export" => Command::Export(rest.to_string()),
             "withdraw" => {
                 let (reference, reason) =
                     rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -84,6 +87,7 @@ pub fn help(platform: Platform, prefix: Option<String>) -> Message {
             format!("{cmd} pending: what is waiting on you"),
             format!("{cmd} withdraw AIX-0042 [reason]: withdraw your request before a decision"),
             format!("{cmd} revoke AIX-0042: revoke a granted exception (revokers and its tier's approvers)"),
+            format!("{cmd} export [since YYYY-MM-DD]: an evidence pack, sent to you directly (compliance and administrators)"),
             format!("{cmd} help: this message"),
         ]
         .join("\n"),

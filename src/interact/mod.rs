@@ -129,7 +129,58 @@ pub async fn command(
             Reply::Message(withdraw(svc, me, &reference, reason, now).await?)
         }
         Command::Revoke(reference) => revoke(svc, me, &reference, now).await?,
+        Command::Export(rest) => export(svc, who, me, &rest, now).await?,
     })
+}
+
+/// `export [since DATE]`: a link to an evidence pack, in the person's direct messages.
+async fn export(
+    svc: &Service,
+    who: &PlatformUser,
+    me: PersonId,
+    rest: &str,
+    now: Timestamp,
+) -> Result<Reply, ServiceError> {
+    let gov = svc.governance().clone();
+    if !gov.may_audit(&me) {
+        let roles: Vec<String> = gov
+            .auditor_roles()
+            .into_iter()
+            .map(|r| gov.role(r).map(|r| r.name.clone()).unwrap_or(r.to_string()))
+            .collect();
+        let why = format!(
+            "Evidence packs are for {}; you hold none of those roles.",
+            roles.join(", ")
+        );
+        svc.record_refusal(Rejected::new(me.to_string(), "export", why.clone()), now)
+            .await?;
+        return Ok(Reply::Refused(text(why)));
+    }
+    let rest = rest.trim();
+    let date = rest.strip_prefix("since").map(str::trim).unwrap_or(rest);
+    let since = if date.is_empty() {
+        None
+    } else {
+        match chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+            Ok(d) => Some(Timestamp::start_of(d)),
+            Err(_) => {
+                return Ok(Reply::Message(text(format!(
+                    "\"{date}\" is not a date: {} export [since YYYY-MM-DD]",
+                    command::invocation(who.platform())
+                ))));
+            }
+        }
+    };
+    Ok(Reply::Message(text(
+        if svc
+            .send_evidence_link(&me, who.platform(), since, now)
+            .await?
+        {
+            "I have sent you a link to the evidence pack in a direct message.".to_string()
+        } else {
+            "Evidence packs from chat need WAIVER_PUBLIC_URL (the address people reach Waiver at); ask the operator, or run `waiver export --format pack`.".to_string()
+        },
+    )))
 }
 
 /// `revoke REF`: the revocation form, for someone who may revoke it now.

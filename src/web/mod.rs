@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::DashboardAccess;
 use crate::domain::{RequestId, State};
-use crate::governance::{Governance, PersonId, Tier};
+use crate::governance::{Governance, Tier};
 use crate::service::Service;
 use crate::store::RegisterFilter;
 
@@ -148,7 +148,7 @@ fn authorize(
                     .is_some_and(|e| e.eq_ignore_ascii_case(who))
         });
         return match person {
-            Some(p) if may_see(gov, &p.id) => Ok(()),
+            Some(p) if gov.may_audit(&p.id) => Ok(()),
             Some(p) => Err(Box::new(page(
                 StatusCode::FORBIDDEN,
                 "Not for you",
@@ -181,26 +181,11 @@ fn authorize(
     Err(Box::new(r))
 }
 
-/// The roles whose members see the dashboard: the administrators and those who may
-/// revoke (compliance and the board, in the shipped file).
 fn viewer_roles(gov: &Governance) -> Vec<String> {
-    gov.workflow
-        .administrators
-        .iter()
-        .chain(&gov.workflow.revokers)
+    gov.auditor_roles()
+        .into_iter()
         .map(|r| gov.role(r).map(|r| r.name.clone()).unwrap_or(r.to_string()))
         .collect()
-}
-
-fn may_see(gov: &Governance, person: &PersonId) -> bool {
-    gov.workflow
-        .administrators
-        .iter()
-        .chain(&gov.workflow.revokers)
-        .any(|r| {
-            gov.role(r)
-                .is_some_and(|role| role.members.contains(person))
-        })
 }
 
 /// The filter a query string asks for; a clear 400 for a value that is not one.
@@ -427,4 +412,42 @@ pub fn login(access: &DashboardAccess, form: &HashMap<String, String>, now: i64)
     }
     harden(&mut r);
     r
+}
+
+/// `GET /evidence/{token}`: the evidence pack a chat `export` link asks for, made now,
+/// for the person it names while they hold an auditor role; 403 for a link that is
+/// not ours, has expired, or whose person no longer may.
+pub async fn evidence(svc: &Service, token: &str) -> Response {
+    let Some((person, since)) = svc.evidence_link(token) else {
+        tracing::warn!("evidence: a link that is not valid (forged, expired or revoked)");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Link not valid",
+            render::notice(
+                "This link does not work any more",
+                "Evidence links work for 15 minutes, for the person they were sent to. Ask for a new one with the export command.",
+            ),
+        );
+    };
+    let mut body = Vec::new();
+    match svc.write_evidence(&person, since, &mut body).await {
+        Ok(manifest) => {
+            let mut r = body.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let name = format!(
+                "attachment; filename=\"waiver-evidence-{}.json\"",
+                manifest.exported_at.date()
+            );
+            if let Ok(v) = HeaderValue::from_str(&name) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            harden(&mut r);
+            r
+        }
+        Err(e) => unavailable(e),
+    }
 }

@@ -220,8 +220,11 @@ pub struct App {
     pub clock: waiver::clock::Clock,
     pub running: Option<waiver::app::Running>,
     pub db: TestDb,
-    pub dashboard: waiver::config::DashboardAccess,
+    /// Applied to the configuration at every start (and restart).
+    pub edit: ConfigEdit,
 }
+
+pub type ConfigEdit = std::sync::Arc<dyn Fn(&mut waiver::config::Config) + Send + Sync>;
 
 /// Delivery tuned for tests: no pacing, short backoffs, quick polling.
 pub fn fast_delivery() -> waiver::delivery::DeliveryConfig {
@@ -247,6 +250,7 @@ pub fn config(db: &TestDb, api_url: String) -> waiver::config::Config {
         }),
         teams: None,
         dashboard: Default::default(),
+        public_url: None,
     }
 }
 
@@ -265,14 +269,28 @@ impl App {
 
     /// Starts on `options`; its clock is replaced by one starting at [`now`].
     pub async fn spawn_with(db: TestDb, options: waiver::app::Options) -> App {
-        Self::spawn_with_dashboard(db, options, Default::default()).await
+        Self::spawn_editing(db, options, std::sync::Arc::new(|_| {})).await
     }
 
     /// [`spawn_with`](Self::spawn_with), serving the dashboard to `dashboard`.
     pub async fn spawn_with_dashboard(
         db: TestDb,
-        mut options: waiver::app::Options,
+        options: waiver::app::Options,
         dashboard: waiver::config::DashboardAccess,
+    ) -> App {
+        Self::spawn_editing(
+            db,
+            options,
+            std::sync::Arc::new(move |c| c.dashboard = dashboard.clone()),
+        )
+        .await
+    }
+
+    /// [`spawn_with`](Self::spawn_with), with `edit` applied to the configuration.
+    pub async fn spawn_editing(
+        db: TestDb,
+        mut options: waiver::app::Options,
+        edit: ConfigEdit,
     ) -> App {
         let clock = waiver::clock::Clock::starting_at(now());
         options.clock = clock.clone();
@@ -282,7 +300,7 @@ impl App {
             clock.clone(),
         )
         .await;
-        let running = Self::start(&db, &fake, options, &dashboard).await;
+        let running = Self::start(&db, &fake, options, &edit).await;
         let ws = waiver::fakes::slack::workspace::Workspace::new(
             fake,
             running.addr,
@@ -293,7 +311,7 @@ impl App {
             clock,
             running: Some(running),
             db,
-            dashboard,
+            edit,
         }
     }
 
@@ -301,11 +319,11 @@ impl App {
         db: &TestDb,
         fake: &waiver::fakes::slack::FakeSlack,
         options: waiver::app::Options,
-        dashboard: &waiver::config::DashboardAccess,
+        edit: &ConfigEdit,
     ) -> waiver::app::Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut config = config(db, fake.api_url());
-        config.dashboard = dashboard.clone();
+        edit(&mut config);
         waiver::app::start(config, listener, options)
             .await
             .expect("waiver starts")
@@ -320,7 +338,7 @@ impl App {
     pub async fn crash_and_restart(&mut self, mut options: waiver::app::Options) {
         options.clock = self.clock.clone();
         self.running.take().unwrap().crash();
-        let running = Self::start(&self.db, &self.ws.slack, options, &self.dashboard).await;
+        let running = Self::start(&self.db, &self.ws.slack, options, &self.edit).await;
         self.ws.retarget(running.addr);
         self.running = Some(running);
     }

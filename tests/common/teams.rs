@@ -58,6 +58,7 @@ fn config(db: &TestDb, fake: &FakeTeams) -> waiver::config::Config {
             service_urls: vec![fake.service_url()],
         }),
         dashboard: Default::default(),
+        public_url: None,
     }
 }
 
