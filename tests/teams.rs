@@ -943,3 +943,40 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    export_in_teams_is_for_auditors_and_says_what_the_operator_must_set,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let gov = common::gov();
+        let auditor = gov
+            .people
+            .iter()
+            .find(|p| gov.may_audit(&p.id) && p.teams.is_some())
+            .unwrap();
+        let outsider = gov
+            .people
+            .iter()
+            .find(|p| !gov.may_audit(&p.id) && p.teams.is_some())
+            .unwrap();
+        // This server has no WAIVER_PUBLIC_URL: the auditor is told what it needs.
+        let reply = app
+            .tenant
+            .say(&member(auditor.id.as_str()), "ai-exception export")
+            .await;
+        assert_eq!(reply.status, 200);
+        last_reply(
+            &app,
+            auditor.id.as_str(),
+            "Evidence packs from chat need WAIVER_PUBLIC_URL",
+        )
+        .await;
+        let reply = app
+            .tenant
+            .say(&member(outsider.id.as_str()), "ai-exception export")
+            .await;
+        assert_eq!(reply.status, 200);
+        last_reply(&app, outsider.id.as_str(), "Evidence packs are for").await;
+        app.stop().await;
+    }
+);
