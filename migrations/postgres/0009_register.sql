@@ -13,6 +13,8 @@ UPDATE requests SET
         WHERE v.request_id = requests.id AND v.version = requests.version), '');
 -- The dashboard's counts by every dimension read this index alone, in its order.
 CREATE INDEX requests_register ON requests (created_month, department, policy_id, tier, regions, state);
+-- What expires soon (the dashboard's "expiring in the next 30 days").
+CREATE INDEX requests_by_expiry ON requests (expires_at) WHERE expires_at IS NOT NULL;
 -- What waits, and how long, by tier: index-only.
 DROP INDEX requests_by_state;
 CREATE INDEX requests_by_state ON requests (state, stage_since, tier);

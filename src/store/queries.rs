@@ -414,9 +414,15 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RegisterRow>> {
         let (clause, binds) = filter.clause();
+        // Newest first along the primary key, stopping at `limit`: on SQLite an index
+        // on a filtered column would read every match and sort them.
+        let scan = match self.backend {
+            super::Backend::Sqlite => " NOT INDEXED",
+            super::Backend::Postgres => "",
+        };
         let sql = format!(
             "SELECT {SUMMARY}, policy_id, department, regions, requester, monitoring_owner, created_at \
-             FROM requests{clause} ORDER BY id DESC LIMIT ${}",
+             FROM requests{scan}{clause} ORDER BY id DESC LIMIT ${}",
             binds.len() + 1
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
