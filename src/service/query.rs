@@ -117,9 +117,10 @@ impl Service {
             }
         };
         let s = &self.store;
+        // Only the stages the filter lets through (none for, say, `state=active`).
         let cutoffs: Vec<(State, Timestamp)> = WAITING
             .into_iter()
-            .filter(|st| stage_of(*st).is_some())
+            .filter(|st| stage_of(*st).is_some() && filter.state.is_none_or(|f| f == *st))
             .map(|st| (st, cutoff(st)))
             .collect();
         let (
