@@ -293,10 +293,24 @@ pub struct RegisterFilter {
 impl RegisterFilter {
     /// The WHERE clause for this filter (placeholders from `$1`) and what it binds.
     fn clause(&self) -> (String, Vec<String>) {
+        self.clause_on("")
+    }
+
+    /// [`clause`](Self::clause) with each column written `{mark}column`: on SQLite,
+    /// `+column` keeps a term from choosing the index (a skip-scan of the covering
+    /// index and a sort, where a plain scan of it is many times faster).
+    fn clause_on(&self, mark: &str) -> (String, Vec<String>) {
         let mut parts = Vec::new();
         let mut binds = Vec::new();
         let mut add = |sql: &str, value: String| {
             binds.push(value);
+            let sql = sql.replacen("(',' || regions", &format!("(',' || {mark}regions"), 1);
+            let sql = match sql.split_once(' ') {
+                Some((column, rest)) if !column.starts_with('(') => {
+                    format!("{mark}{column} {rest}")
+                }
+                _ => sql,
+            };
             parts.push(sql.replace('?', &format!("${}", binds.len())));
         };
         if let Some(s) = self.state {
@@ -370,13 +384,12 @@ impl Store {
     /// The register's counts by every dimension at once (one grouped scan): the
     /// dashboard sums them by month, department, policy, tier, region and state.
     pub async fn register_groups(&self, filter: &RegisterFilter) -> Result<Vec<RegisterGroup>> {
-        let (clause, binds) = filter.clause();
         // The covering index holds every column read, in the grouping's order: a scan
         // of it alone beats any index a filter's column would tempt SQLite into (with
-        // a table lookup per row).
-        let index = match self.backend {
-            super::Backend::Sqlite => " INDEXED BY requests_register",
-            super::Backend::Postgres => "",
+        // a table lookup per row, or a skip-scan and a sort).
+        let (index, (clause, binds)) = match self.backend {
+            super::Backend::Sqlite => (" INDEXED BY requests_register", filter.clause_on("+")),
+            super::Backend::Postgres => ("", filter.clause()),
         };
         let sql = format!(
             "SELECT created_month, department, policy_id, tier, regions, state, COUNT(*) AS n \
