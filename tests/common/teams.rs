@@ -12,6 +12,25 @@ use super::{TestDb, fast_delivery, gov, now, p};
 pub const APP_ID: &str = "00000000-0000-0000-0000-0000000b0700";
 pub const APP_PASSWORD: &str = "teams-app-password";
 
+/// Every Teams channel the governance file names (roles' and departments'), once.
+pub fn teams_channels() -> Vec<String> {
+    let g = gov();
+    let mut channels: Vec<String> = g
+        .roles
+        .values()
+        .filter_map(|r| r.channels.teams.clone())
+        .chain(
+            g.form
+                .departments
+                .iter()
+                .filter_map(|d| d.channels.teams.clone()),
+        )
+        .collect();
+    channels.sort();
+    channels.dedup();
+    channels
+}
+
 /// The governance file's tenant.
 pub fn tenant() -> String {
     gov().teams_tenants[0].clone()
@@ -94,20 +113,7 @@ impl TeamsApp {
             db,
         };
         let admin = member("noah.fischer");
-        let g = gov();
-        let mut channels: Vec<String> = g
-            .roles
-            .values()
-            .filter_map(|r| r.channels.teams.clone())
-            .collect();
-        channels.extend(
-            g.form
-                .departments
-                .iter()
-                .filter_map(|d| d.channels.teams.clone()),
-        );
-        channels.sort();
-        channels.dedup();
+        let channels = teams_channels();
         for c in channels.iter().filter(|c| !not_installed.contains(c)) {
             let reply = app.tenant.install_in_channel(&admin, c).await;
             assert_eq!(reply.status, 200, "{}", reply.body);
@@ -214,20 +220,7 @@ impl BothApp {
         );
         let tenant = Tenant::new(fake_teams, running.addr);
         let admin = member("noah.fischer");
-        let g = gov();
-        let mut channels: Vec<String> = g
-            .roles
-            .values()
-            .filter_map(|r| r.channels.teams.clone())
-            .collect();
-        channels.extend(
-            g.form
-                .departments
-                .iter()
-                .filter_map(|d| d.channels.teams.clone()),
-        );
-        channels.sort();
-        channels.dedup();
+        let channels = teams_channels();
         for c in channels {
             assert_eq!(tenant.install_in_channel(&admin, &c).await.status, 200);
         }
