@@ -188,6 +188,9 @@ both!(
         // One exception's page: versions, findings, the decision snapshot, conditions,
         // reminders and the audit entries with their hashes.
         let approved = ids[0];
+        // The chain only grows (deliveries land in it as the worker sends), so it is read
+        // before the page: every entry read then must be on the page.
+        let chain = app.store().audit_chain_of(approved).await.unwrap();
         let (status, _, page) = get(&app, &format!("/exceptions/{approved}"), Some(TOKEN)).await;
         assert_eq!(status, 200);
         assert!(
@@ -205,8 +208,12 @@ both!(
         );
         assert!(section(&page, "conditions").contains("Enable SSO"));
         let audit = section(&page, "audit");
-        for e in app.store().audit_chain_of(approved).await.unwrap() {
-            assert!(audit.contains(&format!("<td class=\"n\">{}</td>", e.seq)));
+        for e in chain {
+            assert!(
+                audit.contains(&format!("<td class=\"n\">{}</td>", e.seq)),
+                "entry {} on the page",
+                e.seq
+            );
             assert!(audit.contains(&e.hash), "entry {} hash", e.seq);
         }
         let (_, _, page) = get(&app, &format!("/exceptions/{}", ids[3]), Some(TOKEN)).await;
