@@ -181,7 +181,14 @@ pub async fn start(
     let secret = config
         .slack
         .as_ref()
-        .map(|s| s.signing_secret.expose().to_string())
+        .map(|s| {
+            s.signing_secret
+                .as_ref()
+                .or(s.socket_mode.as_ref())
+                .unwrap_or(&s.bot_token)
+                .expose()
+                .to_string()
+        })
         .or_else(|| {
             config
                 .teams

@@ -182,10 +182,61 @@ pub const TEAMS_VARIABLES: [&str; 6] = [
     "TEAMS_SERVICE_URLS",
 ];
 
+/// Every environment variable Waiver reads (DESIGN §5), besides `RUST_LOG`. The
+/// packaging test checks the Dockerfile and Kubernetes manifests against it.
+pub const VARIABLES: [&str; 20] = [
+    "WAIVER_DATABASE_URL",
+    "WAIVER_GOVERNANCE",
+    "WAIVER_LISTEN",
+    "WAIVER_PUBLIC_URL",
+    "WAIVER_DASHBOARD_TOKEN",
+    "WAIVER_DASHBOARD_USER_HEADER",
+    "WAIVER_DASHBOARD_OPEN",
+    "WAIVER_METRICS_TOKEN",
+    "WAIVER_LOG_FORMAT",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_BOT_TOKEN",
+    "SLACK_API_URL",
+    "SLACK_APP_TOKEN",
+    "SLACK_SOCKET_MODE",
+    TEAMS_VARIABLES[0],
+    TEAMS_VARIABLES[1],
+    TEAMS_VARIABLES[2],
+    TEAMS_VARIABLES[3],
+    TEAMS_VARIABLES[4],
+    TEAMS_VARIABLES[5],
+];
+
+/// How log lines are written (`WAIVER_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// `WAIVER_LOG_FORMAT`'s value; unset is text.
+    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(ConfigError::LogFormat(other.to_string())),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SlackConfig {
-    pub signing_secret: Secret,
+    /// Verifies HTTP requests from Slack; optional in Socket Mode, where Slack sends
+    /// nothing over HTTP.
+    pub signing_secret: Option<Secret>,
     pub bot_token: Secret,
+    /// `SLACK_APP_TOKEN` (`xapp-…`) when `SLACK_SOCKET_MODE=1`: events arrive over a
+    /// websocket the bot opens, and no public URL is needed.
+    pub socket_mode: Option<Secret>,
     /// Base URL of the Web API, without a trailing `/` (methods are appended as
     /// `{api_url}/{method}`).
     pub api_url: String,
@@ -201,6 +252,9 @@ pub struct Config {
     pub dashboard: DashboardAccess,
     /// `WAIVER_PUBLIC_URL`: the address people reach Waiver at (links in chat).
     pub public_url: Option<String>,
+    /// `WAIVER_METRICS_TOKEN`: a bearer token `GET /metrics` asks for (none: open).
+    pub metrics_token: Option<Secret>,
+    pub log_format: LogFormat,
 }
 
 /// Who may see the register dashboard. With none of these set it refuses to serve.
@@ -251,6 +305,22 @@ pub enum ConfigError {
     DashboardOpen(String),
     #[error("WAIVER_PUBLIC_URL={0:?} is not an http(s) URL like https://waiver.example.com")]
     PublicUrl(String),
+    #[error("WAIVER_LOG_FORMAT={0:?} is neither `text` nor `json`")]
+    LogFormat(String),
+    #[error(
+        "SLACK_SOCKET_MODE={0:?}: use 1 to receive Slack events over Socket Mode, or leave it unset"
+    )]
+    SocketModeFlag(String),
+    #[error(
+        "SLACK_SOCKET_MODE=1 needs SLACK_APP_TOKEN, an app-level token (xapp-…) with the connections:write scope, and SLACK_BOT_TOKEN"
+    )]
+    SocketModeIncomplete,
+    #[error("SLACK_APP_TOKEN is not an app-level token: it starts with xapp-")]
+    AppToken,
+    #[error(
+        "WAIVER_METRICS_TOKEN is too short: use at least 16 characters (e.g. `openssl rand -hex 24`)"
+    )]
+    MetricsToken,
 }
 
 impl Config {
@@ -265,36 +335,7 @@ impl Config {
         let listen = listen_text
             .parse()
             .map_err(|_| ConfigError::Listen(listen_text.clone()))?;
-        let slack = match (get("SLACK_SIGNING_SECRET"), get("SLACK_BOT_TOKEN")) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::SlackIncomplete {
-                    set: "SLACK_SIGNING_SECRET",
-                    missing: "SLACK_BOT_TOKEN",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::SlackIncomplete {
-                    set: "SLACK_BOT_TOKEN",
-                    missing: "SLACK_SIGNING_SECRET",
-                });
-            }
-            (Some(secret), Some(token)) => {
-                let mut api_url =
-                    get("SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API_URL.into());
-                if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-                    return Err(ConfigError::SlackApiUrl(api_url));
-                }
-                while api_url.ends_with('/') {
-                    api_url.pop();
-                }
-                Some(SlackConfig {
-                    signing_secret: Secret::new(secret),
-                    bot_token: Secret::new(token),
-                    api_url,
-                })
-            }
-        };
+        let slack = slack(&get)?;
         let teams = teams(&get)?;
         let dashboard = DashboardAccess {
             token: get("WAIVER_DASHBOARD_TOKEN")
@@ -336,8 +377,64 @@ impl Config {
                 ),
                 None => None,
             },
+            metrics_token: match get("WAIVER_METRICS_TOKEN").filter(|t| !t.is_empty()) {
+                Some(t) if t.chars().count() < 16 => return Err(ConfigError::MetricsToken),
+                t => t.map(Secret::new),
+            },
+            log_format: LogFormat::parse(get("WAIVER_LOG_FORMAT").as_deref())?,
         })
     }
+}
+
+/// Slack's settings: HTTP (signing secret + bot token) or Socket Mode (app token + bot
+/// token, the signing secret optional).
+fn slack(get: &impl Fn(&str) -> Option<String>) -> Result<Option<SlackConfig>, ConfigError> {
+    let socket = match get("SLACK_SOCKET_MODE").as_deref().map(str::trim) {
+        None | Some("") | Some("0") => false,
+        Some("1") => true,
+        Some(other) => return Err(ConfigError::SocketModeFlag(other.to_string())),
+    };
+    let (secret, token) = (get("SLACK_SIGNING_SECRET"), get("SLACK_BOT_TOKEN"));
+    let app_token = if socket {
+        let (Some(app), Some(_)) = (get("SLACK_APP_TOKEN"), &token) else {
+            return Err(ConfigError::SocketModeIncomplete);
+        };
+        if !app.starts_with("xapp-") {
+            return Err(ConfigError::AppToken);
+        }
+        Some(Secret::new(app))
+    } else {
+        None
+    };
+    let token = match (&secret, token, socket) {
+        (None, None, _) => return Ok(None),
+        (Some(_), None, _) => {
+            return Err(ConfigError::SlackIncomplete {
+                set: "SLACK_SIGNING_SECRET",
+                missing: "SLACK_BOT_TOKEN",
+            });
+        }
+        (None, Some(_), false) => {
+            return Err(ConfigError::SlackIncomplete {
+                set: "SLACK_BOT_TOKEN",
+                missing: "SLACK_SIGNING_SECRET",
+            });
+        }
+        (_, Some(token), _) => token,
+    };
+    let mut api_url = get("SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API_URL.into());
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        return Err(ConfigError::SlackApiUrl(api_url));
+    }
+    while api_url.ends_with('/') {
+        api_url.pop();
+    }
+    Ok(Some(SlackConfig {
+        signing_secret: secret.map(Secret::new),
+        bot_token: Secret::new(token),
+        socket_mode: app_token,
+        api_url,
+    }))
 }
 
 fn http_url(name: &'static str, value: String) -> Result<String, ConfigError> {
@@ -424,6 +521,82 @@ mod tests {
         assert!(c.allows_service_url("https://smba.trafficmanager.net/emea/"));
         assert!(!c.allows_service_url("https://smba.trafficmanager.net/emeax/"));
         assert!(!c.allows_service_url("https://smba.trafficmanager.net/"));
+    }
+
+    #[test]
+    fn the_environment_read_is_exactly_the_documented_list() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let full = |k: &str| {
+            asked.borrow_mut().insert(k.to_string());
+            Some(
+                match k {
+                    "WAIVER_LISTEN" => "127.0.0.1:3000",
+                    "SLACK_SOCKET_MODE" | "WAIVER_DASHBOARD_OPEN" => "1",
+                    "SLACK_APP_TOKEN" => "xapp-1-A1-1-abc",
+                    "WAIVER_LOG_FORMAT" => "json",
+                    "WAIVER_DASHBOARD_USER_HEADER" => "x-forwarded-user",
+                    "TEAMS_SERVICE_URLS" => "https://smba.trafficmanager.net/",
+                    k if k.ends_with("_URL") => "https://example.test",
+                    _ => "0123456789abcdef0123",
+                }
+                .to_string(),
+            )
+        };
+        let config = Config::from_lookup(full).unwrap();
+        assert!(config.slack.unwrap().socket_mode.is_some());
+        assert_eq!(config.log_format, LogFormat::Json);
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| v.to_string()).collect();
+        assert_eq!(asked.into_inner(), listed);
+    }
+
+    #[test]
+    fn socket_mode_needs_an_app_token_and_no_signing_secret() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = Config::from_lookup(env(&[
+            ("SLACK_SOCKET_MODE", "1"),
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_APP_TOKEN", "xapp-1"),
+        ]))
+        .unwrap();
+        let slack = c.slack.unwrap();
+        assert!(slack.signing_secret.is_none() && slack.socket_mode.is_some());
+        for (pairs, says) in [
+            (
+                &[("SLACK_SOCKET_MODE", "1"), ("SLACK_BOT_TOKEN", "xoxb-1")][..],
+                "needs SLACK_APP_TOKEN",
+            ),
+            (
+                &[
+                    ("SLACK_SOCKET_MODE", "1"),
+                    ("SLACK_BOT_TOKEN", "xoxb-1"),
+                    ("SLACK_APP_TOKEN", "xoxb-2"),
+                ][..],
+                "starts with xapp-",
+            ),
+            (&[("SLACK_SOCKET_MODE", "yes")][..], "use 1"),
+            (
+                &[("SLACK_BOT_TOKEN", "xoxb-1")][..],
+                "SLACK_SIGNING_SECRET is not",
+            ),
+            (
+                &[("WAIVER_LOG_FORMAT", "xml")][..],
+                "neither `text` nor `json`",
+            ),
+            (&[("WAIVER_METRICS_TOKEN", "short")][..], "too short"),
+        ] {
+            let pairs: &'static [(&'static str, &'static str)] =
+                Box::leak(pairs.to_vec().into_boxed_slice());
+            let err = Config::from_lookup(env(pairs)).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -55,13 +55,16 @@ impl People {
             governance: governance.to_path_buf(),
             listen: "127.0.0.1:0".parse()?,
             slack: Some(SlackConfig {
-                signing_secret: Secret::new(SECRET),
+                signing_secret: Some(Secret::new(SECRET)),
                 bot_token: Secret::new(TOKEN),
+                socket_mode: None,
                 api_url: slack.api_url(),
             }),
             teams: None,
             dashboard: Default::default(),
             public_url: None,
+            metrics_token: None,
+            log_format: Default::default(),
         };
         let listener = TcpListener::bind(config.listen).await?;
         let running = app::start(config, listener, options).await?;

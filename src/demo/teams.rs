@@ -99,6 +99,8 @@ impl People {
             }),
             dashboard: Default::default(),
             public_url: None,
+            metrics_token: None,
+            log_format: Default::default(),
         };
         let listener = TcpListener::bind(config.listen).await?;
         let running = app::start(config, listener, options).await?;

@@ -26,7 +26,7 @@ pub struct AppState {
 
 impl SlackSecret for Arc<AppState> {
     fn signing_secret(&self) -> Option<&Secret> {
-        self.slack.as_ref().map(|s| &s.signing_secret)
+        self.slack.as_ref().and_then(|s| s.signing_secret.as_ref())
     }
 
     fn clock(&self) -> &crate::clock::Clock {

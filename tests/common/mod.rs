@@ -244,13 +244,16 @@ pub fn config(db: &TestDb, api_url: String) -> waiver::config::Config {
             .join("manifests/governance.toml"),
         listen: "127.0.0.1:0".parse().unwrap(),
         slack: Some(waiver::config::SlackConfig {
-            signing_secret: waiver::config::Secret::new(SIGNING_SECRET),
+            signing_secret: Some(waiver::config::Secret::new(SIGNING_SECRET)),
             bot_token: waiver::config::Secret::new(BOT_TOKEN),
+            socket_mode: None,
             api_url,
         }),
         teams: None,
         dashboard: Default::default(),
         public_url: None,
+        metrics_token: None,
+        log_format: Default::default(),
     }
 }
 

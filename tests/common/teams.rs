@@ -78,6 +78,8 @@ fn config(db: &TestDb, fake: &FakeTeams) -> waiver::config::Config {
         }),
         dashboard: Default::default(),
         public_url: None,
+        metrics_token: None,
+        log_format: Default::default(),
     }
 }
 

@@ -33,7 +33,8 @@ use crate::service::{Service, ServiceError};
 /// it started after acknowledging (graceful shutdown waits for them).
 #[derive(Clone)]
 pub struct SlackEdge {
-    pub signing_secret: Secret,
+    /// None in Socket Mode without a signing secret: the HTTP routes then refuse.
+    pub signing_secret: Option<Secret>,
     pub api: SlackApi,
     pub tasks: TaskTracker,
 }
