@@ -159,11 +159,15 @@ pub async fn start(
                 teams.clone(),
                 http.clone(),
                 options.delivery.call_timeout,
+                store.metrics().clone(),
             ));
             platforms.push(Platform::Teams);
             surfaces.push(Surface::Teams(delivery.clone()));
             Some(TeamsEdge {
-                verifier: Arc::new(Verifier::new(teams.clone(), http, options.clock.clone())),
+                verifier: Arc::new(
+                    Verifier::new(teams.clone(), http, options.clock.clone())
+                        .with_metrics(store.metrics().clone()),
+                ),
                 delivery,
                 tasks: tasks.clone(),
                 remembered: Default::default(),
@@ -224,6 +228,7 @@ pub async fn start(
         slack: slack_edge,
         teams: teams_edge,
         dashboard: config.dashboard.clone(),
+        metrics_token: config.metrics_token.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "waiver is listening");

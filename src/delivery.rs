@@ -21,11 +21,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::chat::{Failure, Surface};
 use crate::clock::Clock;
@@ -74,15 +74,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Delivery counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct DeliveryMetrics {
-    pub sent: AtomicU64,
-    pub retried: AtomicU64,
-    pub parked: AtomicU64,
-    pub superseded: AtomicU64,
-}
-
 /// The worker.
 pub struct Deliverer {
     store: Store,
@@ -91,7 +82,6 @@ pub struct Deliverer {
     wake: Arc<Notify>,
     last_post: Mutex<HashMap<String, Instant>>,
     clock: Clock,
-    pub metrics: Arc<DeliveryMetrics>,
 }
 
 impl Deliverer {
@@ -109,7 +99,6 @@ impl Deliverer {
             wake,
             clock,
             last_post: Mutex::new(HashMap::new()),
-            metrics: Arc::new(DeliveryMetrics::default()),
         }
     }
 
@@ -157,37 +146,20 @@ impl Deliverer {
             .store
             .claim_outbox(now, self.config.batch, self.config.lease.as_millis() as i64)
             .await?;
-        let work = rows.into_iter().map(|row| async move {
-            let finish = self.deliver(&row).await;
-            let counter = match &finish {
-                Finish::Sent { .. } => Some(&self.metrics.sent),
-                Finish::Superseded => Some(&self.metrics.superseded),
-                Finish::Retry { .. } => Some(&self.metrics.retried),
-                Finish::Parked { .. } => Some(&self.metrics.parked),
-                Finish::Defer { .. } | Finish::Wait { .. } => None,
-            };
-            if let Some(c) = counter {
-                c.fetch_add(1, Ordering::Relaxed);
+        let work = rows.into_iter().map(|row| {
+            // Every line about this message names it and the request it is about.
+            let span = tracing::info_span!(
+                "delivery",
+                outbox_id = row.id,
+                reference = tracing::field::Empty
+            );
+            if let Some(id) = &row.outgoing.request {
+                span.record("reference", tracing::field::display(id));
             }
-            if let Finish::Wait { error, .. } = &finish {
-                tracing::warn!(
-                    outbox_id = row.id,
-                    target = %row.outgoing.to.target(),
-                    error = %error,
-                    "delivery: cannot reach the recipient yet; the message waits"
-                );
-            }
-            if let Finish::Parked { error } = &finish {
-                tracing::error!(
-                    outbox_id = row.id,
-                    target = %row.outgoing.to.target(),
-                    error = %error,
-                    "delivery: parked a message that cannot be delivered"
-                );
-            }
-            (row, finish)
+            self.deliver_one(row).instrument(span)
         });
         let results = futures_util::future::join_all(work).await;
+
         // Only deferrals: nothing was due yet, so wait rather than spin.
         let progressed = results
             .iter()
@@ -202,6 +174,39 @@ impl Deliverer {
             tracing::error!(error = %e, "delivery: cannot record outcomes");
         }
         Ok(progressed)
+    }
+
+    /// One message's attempt, with its metrics and log lines.
+    async fn deliver_one(&self, row: Claimed) -> (Claimed, Finish) {
+        let finish = self.deliver(&row).await;
+        let (outcome, error) = match &finish {
+            Finish::Sent { .. } => ("sent", None),
+            Finish::Superseded => ("superseded", None),
+            Finish::Retry { error, .. } => ("retried", Some(error.as_str())),
+            Finish::Parked { error } => ("parked", Some(error.as_str())),
+            Finish::Wait { error, .. } => ("waiting", Some(error.as_str())),
+            Finish::Defer { .. } => ("deferred", None),
+        };
+        self.store
+            .metrics()
+            .delivered(row.outgoing.platform.as_str(), outcome, error);
+        if let Finish::Wait { error, .. } = &finish {
+            tracing::warn!(
+                outbox_id = row.id,
+                target = %row.outgoing.to.target(),
+                error = %error,
+                "delivery: cannot reach the recipient yet; the message waits"
+            );
+        }
+        if let Finish::Parked { error } = &finish {
+            tracing::error!(
+                outbox_id = row.id,
+                target = %row.outgoing.to.target(),
+                error = %error,
+                "delivery: parked a message that cannot be delivered"
+            );
+        }
+        (row, finish)
     }
 
     async fn deliver(&self, row: &Claimed) -> Finish {
@@ -296,7 +301,16 @@ impl Deliverer {
         }
         let paced = surface.is_paced(m);
         if paced && row.in_doubt && row.attempts > 1 {
-            match surface.find(m, row.id, row.created_at).await {
+            let found = surface.find(m, row.id, row.created_at).await;
+            self.store.metrics().in_doubt_lookup(
+                m.platform.as_str(),
+                match &found {
+                    Ok(Some(_)) => "found",
+                    Ok(None) => "not_found",
+                    Err(_) => "failed",
+                },
+            );
+            match found {
                 Ok(Some(posted)) => {
                     tracing::info!(
                         outbox_id = row.id,

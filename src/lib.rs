@@ -22,6 +22,7 @@ pub mod http;
 pub mod import;
 pub mod interact;
 pub mod message;
+pub mod metrics;
 pub mod scheduler;
 pub mod service;
 pub mod store;

@@ -258,6 +258,37 @@ impl Service {
         &self.clock
     }
 
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        self.store.metrics()
+    }
+
+    /// The text `GET /metrics` answers: the counters, with what the database says now
+    /// (outbox backlog, exceptions by state) read first.
+    pub async fn scrape_metrics(&self) -> Result<String, StoreError> {
+        let (writer_queue, writer_capacity) = self.store.writer_backlog();
+        let (backlog, oldest) = self.store.outbox_backlog().await?;
+        let states = self.store.counts_by_state().await?;
+        let now = self.clock.now();
+        let observed = crate::metrics::Observed {
+            writer_queue,
+            writer_capacity,
+            outbox: backlog
+                .into_iter()
+                .map(|(p, status, n)| (p.as_str(), status.as_str(), n))
+                .collect(),
+            oldest_pending_seconds: oldest
+                .map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0),
+            exceptions: states
+                .into_iter()
+                .map(|(state, n)| (state.as_str(), n as i64))
+                .collect(),
+        };
+        let metrics = self.store.metrics();
+        metrics.observe(&observed);
+        Ok(metrics.encode())
+    }
+
     /// Whether the service can take work now (for `/readyz`): the database answers
     /// and the writer's queue has room.
     pub async fn ready(&self) -> Result<(), NotReady> {
@@ -412,6 +443,8 @@ impl Service {
         };
         self.outbox_ready.notify_one();
         let request = new.request;
+        tracing::Span::current().record("reference", tracing::field::display(request.id));
+        tracing::info!(requester = %request.requester, "filed");
         Ok(Submitted::Filed(Box::new(request)))
     }
 
@@ -460,6 +493,8 @@ impl Service {
     /// someone else changed the request first).
     pub async fn act(&self, attempt: Attempt, now: Timestamp) -> Result<Acted, ServiceError> {
         let id = attempt.request;
+        // The request's log lines name it from here on.
+        tracing::Span::current().record("reference", tracing::field::display(id));
         let turn = self.turns.of(id);
         let _turn = turn.lock().await;
         for round in 0..MAX_ATTEMPTS {
@@ -489,6 +524,7 @@ impl Service {
                     });
                 }
                 Err(error) => {
+                    tracing::info!(action = attempt.action.name(), reason = %error, "refused");
                     let recorded = self.refuse(&attempt.refusal(), &before, &error, now).await;
                     return match recorded {
                         Ok(()) => Ok(Acted::Refused {
@@ -527,6 +563,12 @@ impl Service {
             match self.store.commit(&before, &t.request, change).await {
                 Ok(_) => {
                     self.outbox_ready.notify_one();
+                    tracing::info!(
+                        action = attempt.action.name(),
+                        actor = %attempt.actor.audit_name(),
+                        state = t.request.state.as_str(),
+                        "applied"
+                    );
                     return Ok(Acted::Applied {
                         before: Box::new(before),
                         request: Box::new(t.request),
@@ -568,6 +610,10 @@ impl Service {
             .clone()
             .map(|(platform, to)| refusal_message(platform, to, request.id, &error.to_string()));
         let has_reply = reply.is_some();
+        self.store.metrics().refused(
+            refusal.reply_to.as_ref().map_or("any", |(p, _)| p.as_str()),
+            &crate::metrics::variant_label(&format!("{error:?}")),
+        );
         self.store
             .record(
                 audit,
@@ -597,6 +643,7 @@ impl Service {
             details: json!({ "reason": refused.reason }),
         };
         let has_messages = !refused.outbox.is_empty();
+        self.store.metrics().refused("any", "unknown_input");
         match self.store.record(audit, refused.outbox, refused.key).await {
             Ok(_) | Err(StoreError::Duplicate) => {}
             Err(e) => return Err(e),

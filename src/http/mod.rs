@@ -5,10 +5,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
 
 use crate::chat::slack::inbound::{self, SlackEdge};
 use crate::chat::slack::verify::{BODY_LIMIT, SignedBody, SlackSecret};
@@ -22,6 +27,8 @@ pub struct AppState {
     pub slack: Option<SlackEdge>,
     pub teams: Option<TeamsEdge>,
     pub dashboard: crate::config::DashboardAccess,
+    /// `WAIVER_METRICS_TOKEN`: the bearer token `/metrics` asks for, if any.
+    pub metrics_token: Option<Secret>,
 }
 
 impl SlackSecret for Arc<AppState> {
@@ -59,9 +66,126 @@ pub fn router(state: Arc<AppState>) -> Router {
             &format!("{}/{{token}}", crate::service::EVIDENCE_ROUTE),
             get(evidence_pack),
         )
+        .route("/metrics", get(metrics))
+        // Counted per matched route; unmatched paths are plain 404s.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         // The Slack extractor enforces its own limit (413) before verifying.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Every log line of a request carries its id (a proxy's `X-Request-Id`, or
+        // one made here), and the response returns it. Layers wrap outward: the id is
+        // set first, then the span opens, then the response gets the header.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
         .with_state(state)
+}
+
+/// Request ids made here: random, 16 hex digits.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut bytes = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+        axum::http::HeaderValue::from_str(&hex::encode(bytes))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The span every line of a request is logged in. A proxy's id is shown only as far
+/// as it is a plain token (at most 64 letters, digits and `-_.:`); the reference of
+/// the request the call acts on is recorded once the service knows it.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let id: String = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c))
+        .take(64)
+        .collect();
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        reference = tracing::field::Empty,
+    )
+}
+
+/// Counts every answered request, times chat acknowledgements, and counts refusals
+/// by the reason their response carries.
+async fn observe(
+    State(state): State<Arc<AppState>>,
+    matched: MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = matched.as_str().to_owned();
+    let response = next.run(request).await;
+    let metrics = state.service.metrics();
+    metrics.request(&route, response.status().as_u16());
+    let kind = match route.as_str() {
+        r if r == SLACK_ROUTES[0] => Some(("slack", "command")),
+        r if r == SLACK_ROUTES[1] => Some(("slack", "interaction")),
+        r if r == SLACK_ROUTES[2] => Some(("slack", "event")),
+        TEAMS_ROUTE => Some((
+            "teams",
+            response
+                .extensions()
+                .get::<crate::metrics::AckKind>()
+                .map_or("activity", |k| k.0),
+        )),
+        _ => None,
+    };
+    if let Some((platform, kind)) = kind {
+        metrics.acknowledged(platform, kind, started.elapsed());
+    }
+    if let Some(refused) = response.extensions().get::<crate::metrics::Refused>() {
+        metrics.refused(refused.platform, refused.reason);
+    }
+    response
+}
+
+async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let same = token.matches(given);
+        if !same {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the bearer token WAIVER_METRICS_TOKEN",
+            )
+                .into_response();
+        }
+    }
+    match state.service.scrape_metrics().await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the figures for /metrics");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is not answering",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn healthz() -> &'static str {

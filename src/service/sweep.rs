@@ -114,6 +114,19 @@ impl SweepReport {
 impl Service {
     /// One sweep as of `now`. `dry_run` decides everything and writes nothing.
     pub async fn sweep(&self, now: Timestamp, dry_run: bool) -> Result<SweepReport, ServiceError> {
+        let started = std::time::Instant::now();
+        let report = self.sweep_at(now, dry_run).await;
+        if !dry_run {
+            let metrics = self.metrics();
+            metrics.swept(report.is_ok(), started.elapsed());
+            if let Ok(r) = &report {
+                metrics.digests_queued(r.digests.len() as u64, r.reminders.len() as u64);
+            }
+        }
+        report
+    }
+
+    async fn sweep_at(&self, now: Timestamp, dry_run: bool) -> Result<SweepReport, ServiceError> {
         let mut report = SweepReport {
             now: Some(now),
             dry_run,

@@ -19,7 +19,7 @@ mod writer;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,7 @@ use crate::domain::{
 };
 use crate::governance::{PersonId, RoleId};
 use crate::message::Outgoing;
+use crate::metrics::Metrics;
 
 pub use audit::{
     AuditEntry, AuditRecord, GENESIS, Outcome, VerifyError, VerifyReport, chain_hash, digest,
@@ -138,6 +139,8 @@ pub struct Store {
     backend: Backend,
     /// Group-commits state changes (see `writer`).
     writer: writer::Writer,
+    /// This server's counters (commits and conflicts are counted by the writer).
+    metrics: Arc<Metrics>,
 }
 
 /// The rest of the aggregate that no query filters on.
@@ -315,11 +318,13 @@ impl Store {
                     .connect(&url)
                     .await?;
                 tokio::spawn(checkpoints(read.clone()));
+                let metrics = Arc::new(Metrics::new());
                 Ok(Self {
                     read,
-                    writer: writer::Writer::spawn(write.clone(), backend, queue),
+                    writer: writer::Writer::spawn(write.clone(), backend, queue, metrics.clone()),
                     write,
                     backend,
+                    metrics,
                 })
             }
             Backend::Postgres => {
@@ -335,11 +340,13 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
                     .await?;
+                let metrics = Arc::new(Metrics::new());
                 Ok(Self {
                     read: pool.clone(),
-                    writer: writer::Writer::spawn(pool.clone(), backend, queue),
+                    writer: writer::Writer::spawn(pool.clone(), backend, queue, metrics.clone()),
                     write: pool,
                     backend,
+                    metrics,
                 })
             }
         }
@@ -347,6 +354,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Applies pending migrations.

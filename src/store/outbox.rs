@@ -359,6 +359,34 @@ impl Store {
             .map(RequestId::new))
     }
 
+    /// Messages not delivered, by platform and status (pending, parked), and when the
+    /// oldest pending one was queued (for `/metrics`).
+    pub async fn outbox_backlog(
+        &self,
+    ) -> Result<(Vec<(Platform, OutboxStatus, i64)>, Option<Timestamp>)> {
+        let rows = sqlx::query(
+            "SELECT platform, status, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
+             WHERE status IN ('pending', 'parked') GROUP BY platform, status",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let mut counts = Vec::new();
+        let mut oldest = None;
+        for r in &rows {
+            let platform: String = r.try_get("platform")?;
+            let status: String = r.try_get("status")?;
+            let platform =
+                Platform::parse(&platform).ok_or_else(|| corrupt("platform", &platform))?;
+            let status = OutboxStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?;
+            if status == OutboxStatus::Pending {
+                let at = Timestamp::from_millis(r.try_get::<i64, _>("oldest")?);
+                oldest = Some(oldest.map_or(at, |o: Timestamp| o.min(at)));
+            }
+            counts.push((platform, status, r.try_get::<i64, _>("n")?));
+        }
+        Ok((counts, oldest))
+    }
+
     /// Outbox rows by status (for operators, metrics and tests).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows =

@@ -636,9 +636,14 @@ pub(super) struct Writer {
 pub const DEFAULT_QUEUE: usize = 4096;
 
 impl Writer {
-    pub(super) fn spawn(pool: sqlx::AnyPool, backend: Backend, queue: usize) -> Self {
+    pub(super) fn spawn(
+        pool: sqlx::AnyPool,
+        backend: Backend,
+        queue: usize,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        tokio::spawn(run(pool, backend, rx));
+        tokio::spawn(run(pool, backend, rx, metrics));
         Self { tx }
     }
 
@@ -662,7 +667,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: sqlx::AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    pool: sqlx::AnyPool,
+    backend: Backend,
+    mut rx: mpsc::Receiver<Job>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -671,14 +681,25 @@ async fn run(pool: sqlx::AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>)
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, backend, batch).await;
+        commit_batch(&pool, backend, batch, &metrics).await;
     }
 }
 
 /// Commits a batch; on failure, each job again on its own.
-async fn commit_batch(pool: &sqlx::AnyPool, backend: Backend, mut batch: Vec<Job>) {
+async fn commit_batch(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+    mut batch: Vec<Job>,
+    metrics: &crate::metrics::Metrics,
+) {
     match attempt(pool, backend, &mut batch).await {
         Ok(outcomes) => {
+            let committed = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+            let conflicts = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(StoreError::Conflict)))
+                .count() as u64;
+            metrics.committed(committed, conflicts);
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.reply.send(outcome);
             }
@@ -690,7 +711,7 @@ async fn commit_batch(pool: &sqlx::AnyPool, backend: Backend, mut batch: Vec<Job
         Err(e) => {
             tracing::warn!(error = %e, jobs = batch.len(), "a batch failed; committing its changes one by one");
             for job in batch {
-                Box::pin(commit_batch(pool, backend, vec![job])).await;
+                Box::pin(commit_batch(pool, backend, vec![job], metrics)).await;
             }
         }
     }

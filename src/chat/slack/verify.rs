@@ -46,6 +46,23 @@ pub enum VerifyError {
     Unreadable,
 }
 
+impl VerifyError {
+    /// The refusal's label in `/metrics`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_header",
+            VerifyError::DuplicateHeader(_) => "duplicate_header",
+            VerifyError::MalformedTimestamp => "malformed_timestamp",
+            VerifyError::MalformedSignature => "malformed_signature",
+            VerifyError::Stale => "stale_timestamp",
+            VerifyError::Future => "future_timestamp",
+            VerifyError::Mismatch => "bad_signature",
+            VerifyError::TooLarge => "too_large",
+            VerifyError::Unreadable => "unreadable",
+        }
+    }
+}
+
 impl IntoResponse for VerifyError {
     fn into_response(self) -> Response {
         let status = match self {
@@ -54,8 +71,13 @@ impl IntoResponse for VerifyError {
             _ => StatusCode::UNAUTHORIZED,
         };
         tracing::info!(reason = %self, "refused a Slack request");
-        // The reason stays in the log; the caller learns only the status.
-        (status, status.canonical_reason().unwrap_or("refused")).into_response()
+        // The reason stays in the log and the metrics; the caller learns only the status.
+        let mut response = (status, status.canonical_reason().unwrap_or("refused")).into_response();
+        response.extensions_mut().insert(crate::metrics::Refused {
+            platform: "slack",
+            reason: self.reason(),
+        });
+        response
     }
 }
 

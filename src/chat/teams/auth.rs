@@ -228,6 +228,27 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The refusal's label in `/metrics`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::Malformed => "malformed_authorization",
+            AuthError::BadToken => "malformed_token",
+            AuthError::Algorithm => "algorithm",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::Signature => "bad_signature",
+            AuthError::Issuer => "issuer",
+            AuthError::Audience => "audience",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::NotEndorsed(_) => "not_endorsed",
+            AuthError::Channel(_) => "channel",
+            AuthError::ServiceUrl => "service_url_claim",
+            AuthError::ServiceUrlNotAllowed => "service_url_not_allowed",
+            AuthError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
     /// 403 for a valid token meant for someone else, 401 otherwise.
     pub fn status(&self) -> u16 {
         match self {
@@ -261,6 +282,7 @@ pub struct Verifier {
     cache: Mutex<Cache>,
     /// How many times the keys were fetched (for tests and metrics).
     fetches: std::sync::atomic::AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Verifier {
@@ -274,7 +296,14 @@ impl Verifier {
             clock,
             cache: Mutex::new(Cache::default()),
             fetches: Default::default(),
+            metrics: Default::default(),
         }
+    }
+
+    /// Counts key fetches in `metrics` (the server's).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// How many times the OpenID metadata and keys were fetched.
@@ -354,7 +383,9 @@ impl Verifier {
             if !stale {
                 cache.unknown_kid_refresh = Some(Instant::now());
             }
-            match self.fetch().await {
+            let fetched = self.fetch().await;
+            self.metrics.teams_keys(fetched.is_ok());
+            match fetched {
                 Ok(keys) => {
                     cache.keys = keys;
                     cache.fetched = Some(Instant::now());

@@ -12,6 +12,7 @@
 //! without an answer cannot be looked up: `find` says so, and the worker posts again
 //! (the one place a crash can still duplicate a Teams message).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,7 @@ use super::cards;
 use crate::chat::Failure;
 use crate::config::TeamsConfig;
 use crate::message::{Address, Outgoing, Posted};
+use crate::metrics::Metrics;
 
 /// Teams allows about seven messages a second per conversation.
 pub const PACE: Duration = Duration::from_millis(150);
@@ -65,6 +67,7 @@ pub struct TeamsDelivery {
     http: reqwest::Client,
     token: Mutex<Option<Token>>,
     call_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Deserialize)]
@@ -108,12 +111,18 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Failure {
 }
 
 impl TeamsDelivery {
-    pub fn new(config: TeamsConfig, http: reqwest::Client, call_timeout: Duration) -> Self {
+    pub fn new(
+        config: TeamsConfig,
+        http: reqwest::Client,
+        call_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             config,
             http,
             token: Mutex::new(None),
             call_timeout,
+            metrics,
         }
     }
 
@@ -123,6 +132,19 @@ impl TeamsDelivery {
         if let Some(t) = held.as_ref().filter(|t| t.until > Instant::now()) {
             return Ok(t.value.clone());
         }
+        let answer = self.request_token().await;
+        self.metrics.teams_token(answer.is_ok());
+        let answer = answer?;
+        let lifetime = Duration::from_secs(answer.expires_in.saturating_sub(300).max(30));
+        *held = Some(Token {
+            value: answer.access_token.clone(),
+            until: Instant::now() + lifetime,
+        });
+        Ok(answer.access_token)
+    }
+
+    /// Asks the token issuer for a token (client credentials).
+    async fn request_token(&self) -> Result<TokenAnswer, Failure> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.config.app_id.as_str()),
@@ -148,16 +170,9 @@ impl TeamsDelivery {
                 ))
             });
         }
-        let answer: TokenAnswer = resp
-            .json()
+        resp.json()
             .await
-            .map_err(|_| transient("token: unreadable answer".into(), false))?;
-        let lifetime = Duration::from_secs(answer.expires_in.saturating_sub(300).max(30));
-        *held = Some(Token {
-            value: answer.access_token.clone(),
-            until: Instant::now() + lifetime,
-        });
-        Ok(answer.access_token)
+            .map_err(|_| transient("token: unreadable answer".into(), false))
     }
 
     /// Calls the Bot Connector at `service_url`.

@@ -101,6 +101,16 @@ impl Activity {
     }
 }
 
+/// A refused token or activity: its status, and its reason for the metrics.
+fn refused(e: &super::auth::AuthError) -> Response {
+    let mut response = status(e.status());
+    response.extensions_mut().insert(crate::metrics::Refused {
+        platform: "teams",
+        reason: e.reason(),
+    });
+    response
+}
+
 fn status(code: u16) -> Response {
     StatusCode::from_u16(code)
         .unwrap_or(StatusCode::UNAUTHORIZED)
@@ -141,7 +151,7 @@ pub async fn activity(
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(reason = %e, "refused a Teams request");
-            return status(e.status());
+            return refused(&e);
         }
     };
     let Ok(a) = serde_json::from_slice::<Activity>(body) else {
@@ -152,7 +162,7 @@ pub async fn activity(
         .check_activity(&verified, &a.channel_id, &a.service_url)
     {
         tracing::warn!(reason = %e, "refused a Teams request");
-        return status(e.status());
+        return refused(&e);
     }
     let now = svc.clock().now();
     if let Err(e) = remember(svc, edge, &a).await {
@@ -169,12 +179,16 @@ pub async fn activity(
             Err(e) => return internal(e),
         }
     }
-    match a.kind.as_str() {
-        "message" => message(svc, edge, a).await,
-        "invoke" => invoke(svc, a).await,
+    let (kind, mut response) = match a.kind.as_str() {
+        "message" => ("message", message(svc, edge, a).await),
+        "invoke" => ("invoke", invoke(svc, a).await),
         // Installed, added to a team, members joined: the references are remembered.
-        _ => StatusCode::OK.into_response(),
-    }
+        _ => ("update", StatusCode::OK.into_response()),
+    };
+    response
+        .extensions_mut()
+        .insert(crate::metrics::AckKind(kind));
+    response
 }
 
 /// Remembers how to reach the activity's tenant, person and channel (written only
