@@ -16,6 +16,7 @@ use waiver::service::Service;
 use waiver::store::Store;
 
 pub mod flow;
+pub mod slack;
 pub mod teams;
 
 pub const SHIPPED: &str = include_str!("../../manifests/governance.toml");
