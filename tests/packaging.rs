@@ -610,7 +610,8 @@ fn the_governance_config_map_is_mounted_where_waiver_governance_points() {
             .take_while(|(a, b)| a == b)
             .count();
         panic!(
-            "{} differs from manifests/governance.toml from line {}: copy it again",
+            "{} differs from manifests/governance.toml from line {}: in this repository it \
+             is a copy of the shipped example (copy it again)",
             source.display(),
             same + 1
         );
@@ -701,7 +702,7 @@ fn the_image_runs_the_release_binary_as_nonroot_with_its_data_on_a_volume() {
         .to_string();
     assert_eq!(
         exec_form(docker.one("VOLUME")),
-        [dir.clone()],
+        std::slice::from_ref(&dir),
         "the SQLite directory"
     );
     assert!(
