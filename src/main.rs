@@ -2,12 +2,15 @@
 //! bad input; none panics.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use waiver::config::{self, Config};
 use waiver::domain::Timestamp;
@@ -44,6 +47,10 @@ enum Command {
     },
     /// Run the server (HTTP on WAIVER_LISTEN), applying migrations first.
     Serve,
+    /// Exit 0 when the server on WAIVER_LISTEN (0.0.0.0 and [::] mean this machine)
+    /// answers GET /healthz with 200 within 2 s: a container HEALTHCHECK, where the
+    /// image has no curl.
+    Healthcheck,
     /// Apply database migrations to WAIVER_DATABASE_URL and exit.
     Migrate,
     /// Run one scheduler sweep as of an instant: reassessments after a policy version
@@ -234,6 +241,61 @@ fn database_url() -> String {
         .unwrap_or_else(|| config::DEFAULT_DATABASE_URL.into())
 }
 
+/// How long `waiver healthcheck` waits for the connection and the status line.
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /healthz` on the server that `WAIVER_LISTEN` configures; Ok only on 200.
+async fn healthcheck() -> anyhow::Result<()> {
+    let text = std::env::var("WAIVER_LISTEN")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| config::DEFAULT_LISTEN.into());
+    let mut addr: SocketAddr = text
+        .parse()
+        .map_err(|_| config::ConfigError::Listen(text.clone()))?;
+    // A server bound to every address is reached on loopback of the same family.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{addr}/healthz");
+    let status = tokio::time::timeout(HEALTHCHECK_TIMEOUT, http_status(addr, "/healthz"))
+        .await
+        .map_err(|_| anyhow!("{url} did not answer within 2 s"))?
+        .with_context(|| format!("cannot get {url}"))?;
+    if status != 200 {
+        bail!("{url} answered {status}, not 200");
+    }
+    Ok(())
+}
+
+/// The status code of `GET path` over plain HTTP/1.1: the one request the health
+/// check makes needs no HTTP client.
+async fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let line = head.lines().next().unwrap_or_default();
+    // "HTTP/1.1 200 OK"
+    let mut words = line.split(' ');
+    match (words.next(), words.next().and_then(|c| c.parse().ok())) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/1.") => Ok(code),
+        _ => bail!("the answer is not HTTP: {line:?}"),
+    }
+}
+
 fn parse_since(s: &str) -> anyhow::Result<Timestamp> {
     if let Some(t) = Timestamp::parse_rfc3339(s) {
         return Ok(t);
@@ -262,6 +324,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             app::serve(config, listener, app::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck => {
+            healthcheck().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

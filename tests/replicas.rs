@@ -1,5 +1,6 @@
-//! Several `waiver` processes on one PostgreSQL: every expiry and every reminder happens
-//! once, and a replica killed mid-sweep leaves nothing another cannot finish.
+//! Several `waiver` processes on one PostgreSQL: replicas starting together migrate the
+//! database once, every expiry and every reminder happens once, and a replica killed
+//! mid-sweep leaves nothing another cannot finish.
 //!
 //! PostgreSQL only (replicas need a shared database). Without it the tests skip with a
 //! message, unless WAIVER_REQUIRE_POSTGRES=1 (CI), where they fail.
@@ -313,5 +314,73 @@ async fn a_replica_killed_mid_sweep_leaves_nothing_another_cannot_finish() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_once(&db, &pool, n).await;
+    pool.close().await;
+}
+
+/// Every replica migrates at start (`waiver serve`), so replicas started together (a
+/// new Deployment, or a rollout of a version with new migrations) migrate one database
+/// at once. sqlx holds a PostgreSQL advisory lock while it migrates (`pg_advisory_lock`
+/// in sqlx-postgres's `migrate.rs`), so each migration is applied once and every
+/// replica starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_one_fresh_database_at_once_apply_each_migration_once() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let replicas = 6;
+    let mut stores = Vec::new();
+    for _ in 0..replicas {
+        stores.push(waiver::store::Store::connect(&db.url).await.unwrap());
+    }
+    // Connected first, then released together.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(replicas));
+    let migrations: Vec<_> = stores
+        .iter()
+        .cloned()
+        .map(|store| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                store.migrate().await
+            })
+        })
+        .collect();
+    for (i, migration) in migrations.into_iter().enumerate() {
+        if let Err(e) = migration.await.unwrap() {
+            panic!("replica {i} could not migrate: {e}");
+        }
+    }
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "sql")
+        })
+        .count() as i64;
+    let pool = pool(&db).await;
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let expected: Vec<(i64, bool)> = (1..=files).map(|v| (v, true)).collect();
+    assert_eq!(
+        applied, expected,
+        "each migration applied once, successfully"
+    );
+    // The first migration's one row is there once, and the store works.
+    let (heads,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_head")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(heads, 1);
+    for store in &stores {
+        let report = store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(report.entries, 0);
+        store.close().await;
+    }
     pool.close().await;
 }
