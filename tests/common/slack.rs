@@ -25,39 +25,7 @@ pub fn has_buttons(m: &Message) -> bool {
 
 /// James files the sample request through /ai-exception and the intake modal.
 pub async fn file(app: &App, title: &str) -> waiver::domain::RequestId {
-    let opened = app.fake().views_opened().len();
-    let reply = app.ws.command(&uid("james.carter"), "").await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let view = next_view(app, opened).await;
-    assert_eq!(view.view["callback_id"], "intake");
-    let reply = app
-        .ws
-        .submit(
-            &uid("james.carter"),
-            &view,
-            &[
-                ("title", Input::Text(title)),
-                ("policy", Input::Choose("aiup")),
-                ("exception_type", Input::Choose("tool_adoption")),
-                ("ai_system", Input::Text("CodeHelper Pro")),
-                (
-                    "justification",
-                    Input::Text("Speeds up test writing for the ingestion team."),
-                ),
-                ("scope_departments", Input::ChooseMany(&["engineering"])),
-                ("scope_users", Input::Text("12 engineers")),
-                ("data_categories", Input::ChooseMany(&["internal"])),
-                ("regions", Input::ChooseMany(&["us"])),
-                ("department", Input::Choose("engineering")),
-                ("start", Input::Date(&today(app))),
-                ("end", Input::Date(&in_days(app, 120))),
-                ("controls", Input::Text("No customer data in prompts.")),
-                ("business_owner", Input::User(&uid("marcus.webb"))),
-            ],
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.body, "", "the modal closes");
+    file_in(&app.ws, app.now(), title).await;
     let mine = app
         .store()
         .requests_by(&super::p("james.carter"), 100)
@@ -246,4 +214,56 @@ pub async fn approve_with_conditions_then_mark_done(app: &App) -> waiver::domain
     assert!(describe(&closed.blocks).contains("Approved by Carlos Mendes"));
     assert!(app.store().verify_audit().await.unwrap().is_ok());
     id
+}
+
+/// James files the sample request through `ws` (any server, any clock): the command,
+/// the intake modal, submitted; the modal closes.
+pub async fn file_in(
+    ws: &waiver::fakes::slack::workspace::Workspace,
+    now: waiver::domain::Timestamp,
+    title: &str,
+) {
+    let opened = ws.slack.views_opened().len();
+    let reply = ws.command(&uid("james.carter"), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        ws.slack
+            .wait_for(std::time::Duration::from_secs(10), |f| f
+                .views_opened()
+                .len()
+                > opened)
+            .await,
+        "the intake modal opens"
+    );
+    let view = ws.slack.views_opened()[opened].clone();
+    assert_eq!(view.view["callback_id"], "intake");
+    let start = now.date().to_string();
+    let end = (now.date() + chrono::Days::new(120)).to_string();
+    let reply = ws
+        .submit(
+            &uid("james.carter"),
+            &view,
+            &[
+                ("title", Input::Text(title)),
+                ("policy", Input::Choose("aiup")),
+                ("exception_type", Input::Choose("tool_adoption")),
+                ("ai_system", Input::Text("CodeHelper Pro")),
+                (
+                    "justification",
+                    Input::Text("Speeds up test writing for the ingestion team."),
+                ),
+                ("scope_departments", Input::ChooseMany(&["engineering"])),
+                ("scope_users", Input::Text("12 engineers")),
+                ("data_categories", Input::ChooseMany(&["internal"])),
+                ("regions", Input::ChooseMany(&["us"])),
+                ("department", Input::Choose("engineering")),
+                ("start", Input::Date(&start)),
+                ("end", Input::Date(&end)),
+                ("controls", Input::Text("No customer data in prompts.")),
+                ("business_owner", Input::User(&uid("marcus.webb"))),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "", "the modal closes");
 }
