@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 use crate::chat::Surface;
 use crate::chat::slack::client::SlackApi;
 use crate::chat::slack::inbound::SlackEdge;
+use crate::chat::slack::socket::SocketMode;
 use crate::chat::teams::auth::Verifier;
 use crate::chat::teams::deliver::TeamsDelivery;
 use crate::chat::teams::inbound::TeamsEdge;
 use crate::clock::Clock;
-use crate::config::{Config, redact_url};
+use crate::config::{Config, SlackConfig, redact_url};
 use crate::delivery::{Deliverer, DeliveryConfig};
 use crate::governance;
 use crate::http::{self, AppState};
@@ -57,6 +58,8 @@ pub struct Options {
     /// The clock every edge reads (tests and the demo fix the day; `serve` uses the
     /// system clock).
     pub clock: Clock,
+    /// Slack Socket Mode's websockets (with `SLACK_SOCKET_MODE=1`).
+    pub socket: crate::chat::slack::socket::SocketOptions,
 }
 
 /// What `waiver serve` says when no chat platform is configured.
@@ -75,11 +78,15 @@ pub struct Running {
     server: JoinHandle<()>,
     worker: Option<JoinHandle<()>>,
     scheduler: Option<JoinHandle<()>>,
+    socket: Option<SocketMode>,
 }
 
 impl Running {
     /// Stops gracefully: in-flight requests and the delivery batch finish.
     pub async fn stop(self) {
+        if let Some(socket) = &self.socket {
+            socket.stop().await;
+        }
         let _ = self.stop.send(true);
         let _ = self.server.await;
         self.tasks.close();
@@ -95,6 +102,10 @@ impl Running {
 
     /// Stops abruptly, as a crash would (for recovery tests).
     pub fn crash(self) {
+        if let Some(socket) = self.socket {
+            // No goodbye: the sockets just drop, as a killed process's would.
+            tokio::spawn(async move { socket.stop().await });
+        }
         self.server.abort();
         if let Some(w) = self.worker {
             w.abort();
@@ -230,6 +241,21 @@ pub async fn start(
         dashboard: config.dashboard.clone(),
         metrics_token: config.metrics_token.clone(),
     });
+    // Socket Mode: Slack's envelopes arrive over websockets this process opens.
+    let socket = match (&config.slack, &state.slack) {
+        (
+            Some(SlackConfig {
+                socket_mode: Some(app_token),
+                ..
+            }),
+            Some(edge),
+        ) => Some(
+            SocketMode::start(service.clone(), edge.clone(), app_token, &options.socket)
+                .await
+                .context("cannot start Slack Socket Mode")?,
+        ),
+        _ => None,
+    };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "waiver is listening");
     let mut until = stopped;
@@ -253,6 +279,7 @@ pub async fn start(
         server,
         worker,
         scheduler,
+        socket,
     })
 }
 

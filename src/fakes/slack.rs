@@ -15,6 +15,7 @@
 //! the call is then processed even if the client has given up meanwhile, as Slack
 //! would. Trigger ids expire after 3 s of real time.
 
+pub mod socket;
 pub mod workspace;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -161,6 +162,8 @@ struct Inner {
     faults: HashMap<String, VecDeque<Fault>>,
     failing_channels: HashMap<String, String>,
     latency: Duration,
+    /// Socket Mode: the app token `apps.connections.open` takes, and the URL it gives.
+    socket: Option<(String, String)>,
     /// Lean mode (benchmarks): answer like Slack but record and keep nothing.
     lean: bool,
     lean_calls: u64,
@@ -443,6 +446,14 @@ impl FakeSlack {
         self.lock().failing_channels.remove(channel);
     }
 
+    /// Turns Socket Mode on: starts a fake Socket Mode server whose URL
+    /// `apps.connections.open` hands out to callers with `app_token`.
+    pub async fn enable_socket_mode(&self, app_token: &str) -> socket::FakeSocket {
+        let server = socket::FakeSocket::start().await;
+        self.lock().socket = Some((app_token.to_string(), server.url()));
+        server
+    }
+
     /// Delays every answer by `d` (default 0).
     pub fn set_latency(&self, d: Duration) {
         self.lock().latency = d;
@@ -634,6 +645,16 @@ impl Shared {
         auth: Option<&str>,
     ) -> Reply {
         let header_token = auth.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+        // Socket Mode's URL is asked for with the app-level token, not the bot's.
+        if method == "apps.connections.open" {
+            return match self.lock().socket.clone() {
+                Some((token, url)) if header_token == Some(token.as_str()) => {
+                    Reply::ok(json!({ "url": url }))
+                }
+                Some(_) => Reply::error("invalid_auth"),
+                None => Reply::error("not_allowed_token_type"),
+            };
+        }
         let body_token = params
             .as_ref()
             .ok()

@@ -40,6 +40,11 @@ impl SlackApi {
         })
     }
 
+    /// The client itself (Socket Mode listens through it).
+    pub fn client(&self) -> Arc<SlackClient<Connector>> {
+        self.client.clone()
+    }
+
     /// A session for one or more calls.
     pub fn session(&self) -> SlackClientSession<'_, Connector> {
         self.client.open_session(&self.token)

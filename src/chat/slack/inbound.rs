@@ -121,6 +121,11 @@ pub async fn command(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
     let Ok(cmd) = serde_urlencoded::from_bytes::<SlackCommandEvent>(body) else {
         return bad_request("slash command form");
     };
+    command_event(svc, edge, cmd).await
+}
+
+/// A slash command, however it arrived (HTTP or Socket Mode).
+pub async fn command_event(svc: &Service, edge: &SlackEdge, cmd: SlackCommandEvent) -> Response {
     let who = PlatformUser::Slack {
         workspace: cmd.team_id.to_string(),
         user: cmd.user_id.to_string(),
@@ -148,6 +153,15 @@ pub async fn interaction(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Respon
             return bad_request("interaction payload");
         }
     };
+    interaction_event(svc, edge, event).await
+}
+
+/// A click or a modal submission, however it arrived (HTTP or Socket Mode).
+pub async fn interaction_event(
+    svc: &Service,
+    edge: &SlackEdge,
+    event: SlackInteractionEvent,
+) -> Response {
     match event {
         SlackInteractionEvent::BlockActions(e) => block_action(svc, edge, e).await,
         SlackInteractionEvent::ViewSubmission(e) => view_submission(svc, e).await,
@@ -194,7 +208,9 @@ async fn block_action(
             user: user.id.to_string(),
         },
         reply_to: Some(reply_to),
-        idempotency_key: None,
+        // A click is delivered once over HTTP, but Socket Mode re-sends an envelope
+        // whose acknowledgement was lost: its trigger id makes that a duplicate.
+        idempotency_key: Some(format!("slack-trigger:{}", e.trigger_id)),
     };
     let click = Click {
         action: button,
@@ -219,11 +235,12 @@ async fn view_submission(svc: &Service, e: SlackInteractionViewSubmissionEvent) 
         return bad_request("unknown modal");
     };
     let now = svc.clock().now();
-    // Slack does not re-send a view submission: no idempotency key.
+    // Over HTTP Slack does not re-send a view submission; Socket Mode re-sends an
+    // envelope whose acknowledgement was lost, with the same trigger id.
     let origin = Origin {
         user: who,
         reply_to: None,
-        idempotency_key: None,
+        idempotency_key: e.trigger_id.as_ref().map(|t| format!("slack-trigger:{t}")),
     };
     match interact::submit(svc, &origin, kind, meta, values, now).await {
         Ok(Reply::FieldErrors(errors)) => field_errors(errors),
@@ -238,6 +255,11 @@ pub async fn event(svc: &Service, edge: &SlackEdge, body: &[u8]) -> Response {
     let Ok(event) = serde_json::from_slice::<SlackPushEvent>(body) else {
         return bad_request("event payload");
     };
+    push_event(svc, edge, event).await
+}
+
+/// An Events API event, however it arrived (HTTP or Socket Mode).
+pub async fn push_event(svc: &Service, edge: &SlackEdge, event: SlackPushEvent) -> Response {
     match event {
         // Answered only after the signature verified, and never dispatched.
         SlackPushEvent::UrlVerification(v) => {

@@ -6,4 +6,5 @@ pub mod deliver;
 pub mod inbound;
 pub mod modals;
 pub mod render;
+pub mod socket;
 pub mod verify;

@@ -53,6 +53,8 @@ pub struct Workspace {
     server: String,
     secret: Secret,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Socket Mode: what Slack would POST goes down the app's websocket instead.
+    socket: Option<super::socket::FakeSocket>,
 }
 
 impl Workspace {
@@ -69,7 +71,20 @@ impl Workspace {
             server: format!("http://{server}"),
             secret,
             client,
+            socket: None,
         }
+    }
+
+    /// Sends commands, interactions and events over Socket Mode through `socket` from
+    /// now on (what [`post_raw`](Self::post_raw) sends still goes over HTTP).
+    pub fn over_socket(mut self, socket: super::socket::FakeSocket) -> Self {
+        self.socket = Some(socket);
+        self
+    }
+
+    /// The Socket Mode server, when sending over it.
+    pub fn socket(&self) -> Option<&super::socket::FakeSocket> {
+        self.socket.as_ref()
     }
 
     /// Sends to another server from now on (after a restart).
@@ -126,8 +141,31 @@ impl Workspace {
         ]
     }
 
-    /// POSTs `body` signed as Slack signs it, now.
+    /// POSTs `body` signed as Slack signs it, now; over Socket Mode, sends it as the
+    /// envelope Slack would, and answers with the acknowledgement's payload (empty
+    /// for a bare acknowledgement; status 0 when none came within Slack's 3 s).
     pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        if let Some(socket) = &self.socket
+            && let Some((kind, payload)) = super::socket::FakeSocket::envelope_for(path, &body)
+        {
+            return match socket
+                .send(kind, payload, std::time::Duration::from_secs(3))
+                .await
+            {
+                Some(Some(payload)) => Reply {
+                    status: 200,
+                    body: payload.to_string(),
+                },
+                Some(None) => Reply {
+                    status: 200,
+                    body: String::new(),
+                },
+                None => Reply {
+                    status: 0,
+                    body: "no acknowledgement within 3 s".into(),
+                },
+            };
+        }
         let ts = self.slack.clock().unix_seconds();
         let headers = self.signature(ts, &body);
         self.post_raw(path, content_type, body, &headers).await
