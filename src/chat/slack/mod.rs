@@ -5,5 +5,6 @@ pub mod client;
 pub mod deliver;
 pub mod inbound;
 pub mod modals;
+pub mod probe;
 pub mod render;
 pub mod verify;
