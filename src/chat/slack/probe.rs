@@ -143,23 +143,6 @@ pub struct Probe {
     deadline: Instant,
 }
 
-/// An error and its causes, for people (reqwest's own text is terse).
-fn describe(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut cause: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
-
 impl Probe {
     /// Calls take at most `call_timeout` each, and none starts after `total`.
     pub fn new(config: &SlackConfig, call_timeout: Duration, total: Duration) -> Self {
@@ -198,7 +181,7 @@ impl Probe {
                     if e.is_timeout() {
                         ProbeError::TimedOut
                     } else {
-                        ProbeError::Unreachable(describe(&e.without_url()))
+                        ProbeError::Unreachable(crate::chat::error_chain(&e.without_url()))
                     }
                 })?;
             let status = resp.status().as_u16();

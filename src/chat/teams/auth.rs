@@ -284,18 +284,7 @@ fn fetch_error(e: reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
+    crate::chat::error_chain(&e.without_url())
 }
 
 /// The keys the OpenID metadata at `metadata_url` names, by kid (RSA keys only).

@@ -178,7 +178,7 @@ impl TeamsDelivery {
             .timeout(self.call_timeout)
             .send()
             .await
-            .map_err(|e| TokenError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| TokenError::Unavailable(crate::chat::error_chain(&e.without_url())))?;
         let status = resp.status().as_u16();
         if status != 200 {
             let why = token_error(status, &resp.text().await.unwrap_or_default());
