@@ -556,6 +556,29 @@ async fn missing_teams_conversation_references_are_named_with_their_fix() {
     d.shows_none_of(&SECRETS);
 }
 
+/// Before the app is installed anywhere, every channel and person lacks a reference:
+/// one failure says so, not one per channel and person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_waiver_never_heard_from_is_one_failure() {
+    let w = World::new(TestDb::sqlite().await).with_teams().await;
+    w.db.store().await;
+    let d = w.doctor().await;
+    d.failed();
+    let t = tenant();
+    d.has(&format!(
+        "FAIL  Teams: Waiver has never heard from tenant {t} — upload the app (`waiver teams-package`) in the Teams admin center, add it to the teams of governance.toml's channels, and install it for its people (Setup policies → Installed apps)"
+    ));
+    d.has(&format!(
+        "skip  Teams channels and people — Waiver has no conversation reference in tenant {t} yet (see above)"
+    ));
+    assert_eq!(
+        d.lines().iter().filter(|l| l.starts_with("FAIL")).count(),
+        1,
+        "{}",
+        d.out
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_governance_file_is_named_field_by_field() {
     let dir = TempDir::new();
