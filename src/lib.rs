@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 #[cfg(feature = "fakes")]
 pub mod demo;
+pub mod doctor;
 pub mod domain;
 pub mod export;
 #[cfg(feature = "fakes")]

@@ -53,6 +53,10 @@ enum Command {
     Healthcheck,
     /// Apply database migrations to WAIVER_DATABASE_URL and exit.
     Migrate,
+    /// Check the configuration `waiver serve` would run with against the governance
+    /// file, the database, Slack and Teams, one line per check with the fix for each
+    /// failure. Changes nothing; exits 1 if any check fails.
+    Doctor,
     /// Run one scheduler sweep as of an instant: reassessments after a policy version
     /// change, transitions (activation, review due, expiry), reminders in digests.
     Sweep {
@@ -336,6 +340,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             store.close().await;
             println!("migrated {}", config::redact_url(&url));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let mut report = waiver::doctor::Report::new(|line| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            });
+            waiver::doctor::run(Config::from_env(), &mut report).await;
+            let checks = report.lines.len();
+            if report.passed() {
+                eprintln!("waiver doctor: no check failed ({checks} lines)");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "waiver doctor: {} of {checks} lines failed; fix them and run `waiver doctor` again",
+                    report.failures()
+                );
+                Ok(ExitCode::FAILURE)
+            }
         }
         Command::Sweep { at, dry_run } => {
             let now = match at.as_deref() {

@@ -23,6 +23,24 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// An error and its causes, each said once (`a: b: c`): reqwest's own text ("error
+/// sending request") hides what happened. Call it on an error without its URL.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// Why a delivery attempt did not succeed, as the surface classified its error.
 #[derive(Debug)]
 pub enum Failure {

@@ -8,8 +8,8 @@
 //! two-role approval with a condition, Mark done), prints what each person saw, and
 //! ends with `audit verify`. The walk is one; only the people's side differs.
 
-mod slack;
-mod teams;
+pub mod slack;
+pub mod teams;
 
 use std::fmt::Write as _;
 use std::time::Duration;

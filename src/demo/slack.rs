@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use super::{Form, Transcript, conversation};
 use crate::app;
+use crate::clock::Clock;
 use crate::config::{Config, Secret, SlackConfig};
 use crate::fakes::slack::workspace::{Input, Reply, Workspace, describe};
 use crate::fakes::slack::{FakeSlack, Message, OpenedView};
@@ -39,6 +40,21 @@ fn expect_ok(what: &str, reply: Reply) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's fake Slack: the governance file's first workspace, on `clock`.
+pub async fn fake(gov: &Governance, clock: Clock) -> FakeSlack {
+    FakeSlack::start_at(TOKEN, &gov.slack_workspaces[0], clock).await
+}
+
+/// The settings that point Waiver at `fake`, as the demo runs it.
+pub fn config(fake: &FakeSlack) -> SlackConfig {
+    SlackConfig {
+        signing_secret: Some(Secret::new(SECRET)),
+        bot_token: Secret::new(TOKEN),
+        socket_mode: None,
+        api_url: fake.api_url(),
+    }
+}
+
 impl People {
     /// Starts the fake Slack and Waiver against it.
     pub(super) async fn start(
@@ -48,18 +64,12 @@ impl People {
         options: app::Options,
         t: &mut Transcript,
     ) -> anyhow::Result<(People, app::Running)> {
-        let slack =
-            FakeSlack::start_at(TOKEN, &gov.slack_workspaces[0], options.clock.clone()).await;
+        let slack = fake(gov, options.clock.clone()).await;
         let config = Config {
             database_url,
             governance: governance.to_path_buf(),
             listen: "127.0.0.1:0".parse()?,
-            slack: Some(SlackConfig {
-                signing_secret: Some(Secret::new(SECRET)),
-                bot_token: Secret::new(TOKEN),
-                socket_mode: None,
-                api_url: slack.api_url(),
-            }),
+            slack: Some(config(&slack)),
             teams: None,
             dashboard: Default::default(),
             public_url: None,

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use super::{Form, Transcript, conversation};
 use crate::app;
+use crate::clock::Clock;
 use crate::config::{Config, Secret, TeamsConfig};
 use crate::fakes::slack::workspace::Input;
 use crate::fakes::teams::tenant::{Member, Reply, Tenant, describe};
@@ -69,6 +70,55 @@ fn value(input: &Input<'_>) -> String {
     }
 }
 
+/// The demo's fake Microsoft side: a bot registered in the governance file's first
+/// tenant, on `clock`.
+pub async fn fake(gov: &Governance, clock: Clock) -> anyhow::Result<FakeTeams> {
+    let tenant_id = gov
+        .teams_tenants
+        .first()
+        .context("the governance file names no Teams tenant")?;
+    Ok(FakeTeams::start(APP_ID, APP_PASSWORD, tenant_id, clock).await)
+}
+
+/// The settings that point Waiver at `fake`, as the demo runs it.
+pub fn config(fake: &FakeTeams) -> TeamsConfig {
+    TeamsConfig {
+        app_id: APP_ID.into(),
+        app_password: Secret::new(APP_PASSWORD),
+        tenant_id: fake.tenant().to_string(),
+        openid_metadata_url: fake.openid_url(),
+        token_url: fake.token_url(),
+        service_urls: vec![fake.service_url()],
+    }
+}
+
+/// The governance file's first person, a Teams admin, adds the app to the team of
+/// every channel the file names (Teams tells the running Waiver); how many channels.
+pub async fn install(tenant: &Tenant, gov: &Governance) -> anyhow::Result<usize> {
+    let mut channels: Vec<String> = gov
+        .roles
+        .values()
+        .filter_map(|r| r.channels.teams.clone())
+        .chain(
+            gov.form
+                .departments
+                .iter()
+                .filter_map(|d| d.channels.teams.clone()),
+        )
+        .collect();
+    channels.sort();
+    channels.dedup();
+    let admin = gov
+        .people
+        .first()
+        .context("the governance file names no one")?;
+    let admin = member(gov, admin.id.as_str());
+    for c in &channels {
+        expect_ok("install", &tenant.install_in_channel(&admin, c).await)?;
+    }
+    Ok(channels.len())
+}
+
 impl People {
     /// Starts the fake Microsoft side and Waiver against it, and installs the app in
     /// every channel the governance file names.
@@ -79,24 +129,14 @@ impl People {
         options: app::Options,
         t: &mut Transcript,
     ) -> anyhow::Result<(People, app::Running)> {
-        let tenant_id = gov
-            .teams_tenants
-            .first()
-            .context("the governance file names no Teams tenant")?;
-        let fake = FakeTeams::start(APP_ID, APP_PASSWORD, tenant_id, options.clock.clone()).await;
+        let fake = fake(gov, options.clock.clone()).await?;
+        let tenant_id = fake.tenant().to_string();
         let config = Config {
             database_url,
             governance: governance.to_path_buf(),
             listen: "127.0.0.1:0".parse()?,
             slack: None,
-            teams: Some(TeamsConfig {
-                app_id: APP_ID.into(),
-                app_password: Secret::new(APP_PASSWORD),
-                tenant_id: tenant_id.clone(),
-                openid_metadata_url: fake.openid_url(),
-                token_url: fake.token_url(),
-                service_urls: vec![fake.service_url()],
-            }),
+            teams: Some(config(&fake)),
             dashboard: Default::default(),
             public_url: None,
             metrics_token: None,
@@ -111,30 +151,9 @@ impl People {
              as the Bot Framework signs it.",
             gov.organisation
         ));
-        let mut channels: Vec<String> = gov
-            .roles
-            .values()
-            .filter_map(|r| r.channels.teams.clone())
-            .chain(
-                gov.form
-                    .departments
-                    .iter()
-                    .filter_map(|d| d.channels.teams.clone()),
-            )
-            .collect();
-        channels.sort();
-        channels.dedup();
-        let admin = gov
-            .people
-            .first()
-            .context("the governance file names no one")?;
-        let admin = member(gov, admin.id.as_str());
-        for c in &channels {
-            expect_ok("install", &tenant.install_in_channel(&admin, c).await)?;
-        }
+        let channels = install(&tenant, gov).await?;
         t.say(format!(
-            "A Teams admin installs the Waiver app in the teams of its {} channels.",
-            channels.len()
+            "A Teams admin installs the Waiver app in the teams of its {channels} channels."
         ));
         Ok((
             People {

@@ -18,7 +18,7 @@
 pub mod socket;
 pub mod workspace;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -167,6 +167,23 @@ struct Inner {
     /// Lean mode (benchmarks): answer like Slack but record and keep nothing.
     lean: bool,
     lean_calls: u64,
+    /// What `auth.test`'s scopes, `conversations.info` and `users.info` report.
+    directory: Directory,
+}
+
+/// The workspace as `waiver doctor` sees it. By default every `C…`/`G…` channel
+/// exists with the bot in it, every `U…`/`W…` user exists and is active, and the token
+/// has every bot scope of the app manifest; the knobs ([`FakeSlack::set_scopes`],
+/// [`FakeSlack::remove_channel`], [`FakeSlack::remove_bot_from`],
+/// [`FakeSlack::remove_user`], [`FakeSlack::deactivate_user`]) make each failure.
+#[derive(Default)]
+struct Directory {
+    /// `None`: the manifest's bot scopes.
+    scopes: Option<Vec<String>>,
+    missing_channels: HashSet<String>,
+    left_channels: HashSet<String>,
+    missing_users: HashSet<String>,
+    deactivated_users: HashSet<String>,
 }
 
 /// An HTTP answer, built outside the lock and turned into a response by the handler.
@@ -219,6 +236,19 @@ impl Reply {
             json: true,
             retry_after: Some(retry_after_secs),
             error: Some("ratelimited".to_string()),
+        }
+    }
+
+    /// `{"ok":false,"error":"missing_scope","needed":…,"provided":…}`, as Slack
+    /// answers a call the token has no scope for.
+    fn missing_scope(needed: &str, provided: &str) -> Reply {
+        Reply {
+            status: 200,
+            body: json!({ "ok": false, "error": "missing_scope", "needed": needed, "provided": provided })
+                .to_string(),
+            json: true,
+            retry_after: None,
+            error: Some("missing_scope".to_string()),
         }
     }
 
@@ -531,6 +561,119 @@ impl fmt::Debug for FakeSlack {
     }
 }
 
+// What `waiver doctor` looks up: the token's scopes, channels and users.
+
+impl FakeSlack {
+    /// The scopes the token reports (the `x-oauth-scopes` header of every answer);
+    /// by default every bot scope of the app manifest. Lookups the scopes do not
+    /// cover answer `missing_scope`.
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.lock().directory.scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// `channel` no longer exists: `conversations.info` answers `channel_not_found`.
+    pub fn remove_channel(&self, channel: &str) {
+        self.lock()
+            .directory
+            .missing_channels
+            .insert(channel.to_string());
+    }
+
+    /// The bot is not a member of `channel` (`is_member: false`).
+    pub fn remove_bot_from(&self, channel: &str) {
+        self.lock()
+            .directory
+            .left_channels
+            .insert(channel.to_string());
+    }
+
+    /// `user` does not exist: `users.info` answers `user_not_found`.
+    pub fn remove_user(&self, user: &str) {
+        self.lock().directory.missing_users.insert(user.to_string());
+    }
+
+    /// `user`'s account is deactivated (`deleted: true`).
+    pub fn deactivate_user(&self, user: &str) {
+        self.lock()
+            .directory
+            .deactivated_users
+            .insert(user.to_string());
+    }
+}
+
+impl Shared {
+    /// `response` with the token's scopes in `x-oauth-scopes`, as Slack sends them.
+    fn with_scopes(&self, mut response: Response) -> Response {
+        let scopes = self.lock().scopes().join(",");
+        if let Ok(value) = HeaderValue::from_str(&scopes) {
+            response
+                .headers_mut()
+                .insert(crate::chat::slack::probe::SCOPES_HEADER, value);
+        }
+        response
+    }
+}
+
+impl Inner {
+    fn scopes(&self) -> Vec<String> {
+        match &self.directory.scopes {
+            Some(scopes) => scopes.clone(),
+            None => crate::chat::slack::probe::bot_scopes()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// The scope a lookup needs that the token lacks.
+    fn lacks_scope(&self, method: &str, p: &Value) -> Option<&'static str> {
+        let needed = match method {
+            "conversations.info" if param(p, "channel").is_some_and(|c| c.starts_with('G')) => {
+                "groups:read"
+            }
+            "conversations.info" => "channels:read",
+            "users.info" => "users:read",
+            _ => return None,
+        };
+        (!self.scopes().iter().any(|s| s == needed)).then_some(needed)
+    }
+
+    fn conversations_info(&self, p: &Value) -> ApiResult {
+        let id = param(p, "channel").ok_or("channel_not_found")?;
+        let is_channel = id.len() > 1 && (id.starts_with('C') || id.starts_with('G'));
+        if !is_channel || self.directory.missing_channels.contains(&id) {
+            return Err("channel_not_found".into());
+        }
+        let private = id.starts_with('G');
+        Ok(json!({ "channel": {
+            "id": id,
+            "name": id.to_lowercase(),
+            "created": self.base_secs,
+            "is_channel": !private,
+            "is_group": private,
+            "is_private": private,
+            "is_im": false,
+            "is_mpim": false,
+            "is_archived": false,
+            "is_member": !self.directory.left_channels.contains(&id),
+        }}))
+    }
+
+    fn users_info(&self, p: &Value) -> ApiResult {
+        let id = param(p, "user").ok_or("user_not_found")?;
+        if !is_user_id(&id) || self.directory.missing_users.contains(&id) {
+            return Err("user_not_found".into());
+        }
+        Ok(json!({ "user": {
+            "id": id,
+            "team_id": self.team_id,
+            "name": id.to_lowercase(),
+            "deleted": self.directory.deactivated_users.contains(&id),
+            "is_bot": id == BOT_USER_ID,
+        }}))
+    }
+}
+
 async fn serve_request(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
@@ -589,7 +732,7 @@ async fn serve_request(State(shared): State<Arc<Shared>>, request: Request) -> R
         reply
     });
     match task.await {
-        Ok(reply) => reply.into_response(),
+        Ok(reply) => shared.with_scopes(reply.into_response()),
         Err(_) => Reply::text(500, "fake Slack: handler failed").into_response(),
     }
 }
@@ -671,6 +814,9 @@ impl Shared {
         if inner.lean {
             return inner.lean_reply(method, params);
         }
+        if let Some(needed) = inner.lacks_scope(method, params) {
+            return Reply::missing_scope(needed, &inner.scopes().join(","));
+        }
         let result = match method {
             "auth.test" => Ok(inner.auth_test()),
             "chat.postMessage" => inner.post_message(params),
@@ -683,6 +829,8 @@ impl Shared {
             "conversations.open" => inner.conversations_open(params),
             "conversations.history" => inner.history(params),
             "conversations.replies" => inner.replies(params),
+            "conversations.info" => inner.conversations_info(params),
+            "users.info" => inner.users_info(params),
             _ => Err(Code::Borrowed("unknown_method")),
         };
         drop(inner);

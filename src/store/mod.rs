@@ -12,6 +12,7 @@
 
 mod audit;
 mod evidence;
+mod inspect;
 mod outbox;
 mod queries;
 mod schedule;
@@ -39,6 +40,7 @@ pub use audit::{
     AuditEntry, AuditRecord, GENESIS, Outcome, VerifyError, VerifyReport, chain_hash, digest,
 };
 pub use evidence::{ChainedEntry, Frozen, GovernanceFile};
+pub use inspect::{Inspection, MigrationInfo, Schema, inspect};
 pub use outbox::{Claimed, Finish, OutboxRow, OutboxStatus};
 pub use queries::{
     Candidates, EventRecord, OverdueCondition, RegisterFilter, RegisterGroup, RegisterRow,

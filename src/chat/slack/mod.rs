@@ -5,6 +5,7 @@ pub mod client;
 pub mod deliver;
 pub mod inbound;
 pub mod modals;
+pub mod probe;
 pub mod render;
 pub mod socket;
 pub mod verify;

@@ -285,6 +285,109 @@ pub struct Verifier {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// Why the signing keys could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeysError {
+    #[error("the OpenID metadata cannot be fetched ({0})")]
+    Metadata(String),
+    #[error("the OpenID metadata is not JSON with a jwks_uri")]
+    MetadataUnreadable,
+    #[error("the signing keys at {uri} cannot be fetched ({why})")]
+    Keys { uri: String, why: String },
+    #[error("the signing keys at {0} are not a JWKS")]
+    KeysUnreadable(String),
+}
+
+/// Why a GET failed, without its URL (the caller names it) but with its causes.
+fn fetch_error(e: reqwest::Error) -> String {
+    if let Some(status) = e.status() {
+        return format!("HTTP {}", status.as_u16());
+    }
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    crate::chat::error_chain(&e.without_url())
+}
+
+/// The keys the OpenID metadata at `metadata_url` names, by kid (RSA keys only).
+async fn load_keys(
+    http: &reqwest::Client,
+    metadata_url: &str,
+) -> Result<HashMap<String, Arc<Key>>, KeysError> {
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+        }
+    };
+    let metadata: Metadata = get(metadata_url.to_string())
+        .await
+        .map_err(|e| KeysError::Metadata(fetch_error(e)))?
+        .json()
+        .await
+        .map_err(|_| KeysError::MetadataUnreadable)?;
+    let uri = metadata.jwks_uri;
+    let jwks: Jwks = get(uri.clone())
+        .await
+        .map_err(|e| KeysError::Keys {
+            uri: uri.clone(),
+            why: fetch_error(e),
+        })?
+        .json()
+        .await
+        .map_err(|_| KeysError::KeysUnreadable(uri.clone()))?;
+    let mut keys = HashMap::new();
+    for k in jwks.keys {
+        let (Some(kid), Some(n), Some(e)) = (k.kid, k.n, k.e) else {
+            continue;
+        };
+        if k.kty != "RSA" {
+            continue;
+        }
+        if let Ok(decoding) = DecodingKey::from_rsa_components(&n, &e) {
+            keys.insert(
+                kid,
+                Arc::new(Key {
+                    decoding,
+                    endorsements: k.endorsements,
+                }),
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// What `waiver doctor` learns of the signing keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysReport {
+    /// Usable RSA keys.
+    pub keys: usize,
+    /// Of those, the keys endorsed for Microsoft Teams (`msteams`).
+    pub for_teams: usize,
+}
+
+/// Fetches the OpenID metadata at `metadata_url` and the keys it names, as the
+/// verifier does at first use (`http` built after
+/// [`crate::chat::install_tls_provider`]).
+pub async fn check_keys(
+    http: &reqwest::Client,
+    metadata_url: &str,
+) -> Result<KeysReport, KeysError> {
+    install_crypto_provider();
+    let keys = load_keys(http, metadata_url).await?;
+    Ok(KeysReport {
+        keys: keys.len(),
+        for_teams: keys
+            .values()
+            .filter(|k| k.endorsements.iter().any(|e| e == "msteams"))
+            .count(),
+    })
+}
+
 impl Verifier {
     /// A verifier for `config`'s bot; `http` must be built after
     /// [`crate::chat::install_tls_provider`].
@@ -314,53 +417,12 @@ impl Verifier {
     async fn fetch(&self) -> Result<HashMap<String, Arc<Key>>, AuthError> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let get = |url: String| {
-            let http = self.http.clone();
-            async move {
-                http.get(&url)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-            }
-        };
-        let metadata: Metadata = get(self.config.openid_metadata_url.clone())
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "Teams: cannot fetch the OpenID metadata");
-                AuthError::KeysUnavailable
-            })?
-            .json()
-            .await
-            .map_err(|_| AuthError::KeysUnavailable)?;
-        let jwks: Jwks = get(metadata.jwks_uri)
+        load_keys(&self.http, &self.config.openid_metadata_url)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "Teams: cannot fetch the signing keys");
                 AuthError::KeysUnavailable
-            })?
-            .json()
-            .await
-            .map_err(|_| AuthError::KeysUnavailable)?;
-        let mut keys = HashMap::new();
-        for k in jwks.keys {
-            let (Some(kid), Some(n), Some(e)) = (k.kid, k.n, k.e) else {
-                continue;
-            };
-            if k.kty != "RSA" {
-                continue;
-            }
-            if let Ok(decoding) = DecodingKey::from_rsa_components(&n, &e) {
-                keys.insert(
-                    kid,
-                    Arc::new(Key {
-                        decoding,
-                        endorsements: k.endorsements,
-                    }),
-                );
-            }
-        }
-        Ok(keys)
+            })
     }
 
     /// The key `kid`, from the cache (refreshed when stale, or once in a while when

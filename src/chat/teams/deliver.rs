@@ -61,6 +61,17 @@ struct Token {
     until: Instant,
 }
 
+impl From<&TokenAnswer> for Token {
+    /// Held until five minutes before it expires.
+    fn from(answer: &TokenAnswer) -> Self {
+        let lifetime = Duration::from_secs(answer.expires_in.saturating_sub(300).max(30));
+        Token {
+            value: answer.access_token.clone(),
+            until: Instant::now() + lifetime,
+        }
+    }
+}
+
 /// Teams' side of delivery.
 pub struct TeamsDelivery {
     config: TeamsConfig,
@@ -110,6 +121,33 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Failure {
     }
 }
 
+/// A refused token request in a few words: the status, the OAuth error code and
+/// Azure AD's `AADSTS` number (never its description, which may quote the request).
+fn token_error(status: u16, body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let mut out = format!("HTTP {status}");
+    if let Some(code) = v["error"]
+        .as_str()
+        .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        out.push(' ');
+        out.push_str(code);
+    }
+    if let Some(n) = v["error_codes"][0].as_u64() {
+        out.push_str(&format!(" (AADSTS{n})"));
+    }
+    out
+}
+
+/// Why no token was had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// The token endpoint refused the credentials (4xx): they will not fix themselves.
+    Refused(String),
+    /// No usable answer (unreachable, 5xx, 429, not JSON): try again.
+    Unavailable(String),
+}
+
 impl TeamsDelivery {
     pub fn new(
         config: TeamsConfig,
@@ -126,25 +164,23 @@ impl TeamsDelivery {
         }
     }
 
-    /// The bot's token, fetched when there is none or it expires within five minutes.
-    async fn token(&self) -> Result<String, Failure> {
-        let mut held = self.token.lock().await;
-        if let Some(t) = held.as_ref().filter(|t| t.until > Instant::now()) {
-            return Ok(t.value.clone());
-        }
-        let answer = self.request_token().await;
-        self.metrics.teams_token(answer.is_ok());
-        let answer = answer?;
-        let lifetime = Duration::from_secs(answer.expires_in.saturating_sub(300).max(30));
-        *held = Some(Token {
-            value: answer.access_token.clone(),
-            until: Instant::now() + lifetime,
-        });
-        Ok(answer.access_token)
+    /// Fetches a token now, as the first post would (`waiver doctor`): whether the
+    /// credentials work. The token is kept for later calls, never shown.
+    pub async fn check_token(&self) -> Result<(), TokenError> {
+        let answer = self.request_token().await?;
+        self.keep(&answer).await;
+        Ok(())
     }
 
-    /// Asks the token issuer for a token (client credentials).
-    async fn request_token(&self) -> Result<TokenAnswer, Failure> {
+    /// A new token from `TEAMS_TOKEN_URL`, counted in the metrics.
+    async fn request_token(&self) -> Result<TokenAnswer, TokenError> {
+        let answer = self.ask_for_token().await;
+        self.metrics.teams_token(answer.is_ok());
+        answer
+    }
+
+    /// Asks `TEAMS_TOKEN_URL` for a token (client credentials).
+    async fn ask_for_token(&self) -> Result<TokenAnswer, TokenError> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.config.app_id.as_str()),
@@ -158,21 +194,41 @@ impl TeamsDelivery {
             .timeout(self.call_timeout)
             .send()
             .await
-            .map_err(|e| transient(format!("token: {}", e.without_url()), false))?;
+            .map_err(|e| TokenError::Unavailable(crate::chat::error_chain(&e.without_url())))?;
         let status = resp.status().as_u16();
         if status != 200 {
-            // Wrong credentials will not fix themselves.
+            let why = token_error(status, &resp.text().await.unwrap_or_default());
             return Err(if status >= 500 || status == 429 {
-                transient(format!("token: HTTP {status}"), false)
+                TokenError::Unavailable(why)
             } else {
-                Failure::Permanent(format!(
-                    "token: HTTP {status} (check TEAMS_APP_ID and TEAMS_APP_PASSWORD)"
-                ))
+                TokenError::Refused(why)
             });
         }
         resp.json()
             .await
-            .map_err(|_| transient("token: unreadable answer".into(), false))
+            .map_err(|_| TokenError::Unavailable("unreadable answer".into()))
+    }
+
+    async fn keep(&self, answer: &TokenAnswer) {
+        *self.token.lock().await = Some(Token::from(answer));
+    }
+
+    /// The bot's token, fetched when there is none or it expires within five minutes.
+    async fn token(&self) -> Result<String, Failure> {
+        // Held across the fetch: concurrent posts wait for one token request.
+        let mut held = self.token.lock().await;
+        if let Some(t) = held.as_ref().filter(|t| t.until > Instant::now()) {
+            return Ok(t.value.clone());
+        }
+        let answer = self.request_token().await.map_err(|e| match e {
+            // Wrong credentials will not fix themselves.
+            TokenError::Refused(why) => Failure::Permanent(format!(
+                "token: {why} (check TEAMS_APP_ID and TEAMS_APP_PASSWORD)"
+            )),
+            TokenError::Unavailable(why) => transient(format!("token: {why}"), false),
+        })?;
+        *held = Some(Token::from(&answer));
+        Ok(answer.access_token)
     }
 
     /// Calls the Bot Connector at `service_url`.
