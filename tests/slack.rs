@@ -6,26 +6,24 @@ mod common;
 
 use common::slack::{APPROVALS, ENGINEERING, INTAKE, RISK, SECURITY};
 use common::slack::{assess_inputs, click, click_and_submit, file, has_buttons, next_view, state};
-use common::{App, TestDb, uid};
+use common::{App, uid};
 use waiver::domain::State;
 use waiver::fakes::slack::workspace::{Input, describe};
 
 const BOARD: &str = "C0AIXBOARD";
 const STAKEHOLDERS: &str = "C0AIXSTAKEHOLDERS";
 
-both!(
+slack_both!(
     approve_with_conditions_then_mark_done_makes_it_active,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         common::slack::approve_with_conditions_then_mark_done(&app).await;
         app.stop().await;
     }
 );
 
-both!(
+slack_both!(
     send_back_then_update_then_approve,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         let id = file(&app, "Translate release notes").await;
         let reference = id.to_string();
         app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
@@ -157,10 +155,9 @@ both!(
     }
 );
 
-both!(
+slack_both!(
     reject_requires_a_reason_and_tells_everyone,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         let id = file(&app, "Auto-grade interviews").await;
         let reference = id.to_string();
         app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
@@ -242,10 +239,9 @@ both!(
     }
 );
 
-both!(
+slack_both!(
     a_high_tier_needs_both_approver_roles_and_a_typed_confirmation,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         let id = file(&app, "Deploy a churn model").await;
         let reference = id.to_string();
         app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
@@ -353,10 +349,9 @@ both!(
     }
 );
 
-both!(
+slack_both!(
     the_requester_can_withdraw_before_a_decision,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         let id = file(&app, "Meeting transcription").await;
         let reference = id.to_string();
         let james = uid("james.carter");
@@ -403,10 +398,9 @@ both!(
     }
 );
 
-both!(
+slack_both!(
     slash_subcommands_answer_ephemerally,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         let james = uid("james.carter");
         let reply = app.ws.command(&james, "help").await;
         assert_eq!(reply.json()["response_type"], "ephemeral");
@@ -484,11 +478,10 @@ async fn on_database(app: &App, sql: &'static str) {
     conn.close().await.unwrap();
 }
 
-both!(
+slack_both!(
     a_database_failure_reads_as_a_temporary_failure_never_as_a_missing_request,
-    |db: TestDb| async move {
+    |app: App| async move {
         sqlx::any::install_default_drivers();
-        let app = App::spawn(db).await;
         let james = uid("james.carter");
         let id = file(&app, "Meeting summaries").await;
         app.drained().await;
@@ -526,10 +519,9 @@ both!(
     }
 );
 
-both!(
+slack_both!(
     app_home_shows_my_requests_tasks_and_exceptions,
-    |db: TestDb| async move {
-        let app = App::spawn(db).await;
+    |app: App| async move {
         let id = file(&app, "Draft sales emails").await;
         app.until("card", |f| !f.messages(INTAKE).is_empty()).await;
         click(
@@ -608,12 +600,11 @@ both!(
     }
 );
 
-both!(
+slack_both!(
     a_revoker_revokes_a_granted_exception_through_its_form,
-    |db: TestDb| async move {
+    |app: App| async move {
         use waiver::domain::{Action, Actor, Terms};
         use waiver::service::Attempt;
-        let app = App::spawn(db).await;
         let svc = app.service();
         let now = app.now();
         let waiver::service::Submitted::Filed(r) = svc

@@ -202,6 +202,45 @@ macro_rules! both {
     };
 }
 
+/// A Slack test body run on both databases and over both transports, HTTP and
+/// Socket Mode: `slack_both!(name, |app: App| async move { ... })`.
+#[macro_export]
+macro_rules! slack_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = common::TestDb::sqlite().await;
+                ($body)(common::App::spawn(db).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = common::TestDb::postgres().await else {
+                    return;
+                };
+                ($body)(common::App::spawn(db).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_socket_mode() {
+                let db = common::TestDb::sqlite().await;
+                ($body)(common::App::spawn_socket(db).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_socket_mode() {
+                let Some(db) = common::TestDb::postgres().await else {
+                    return;
+                };
+                ($body)(common::App::spawn_socket(db).await).await;
+            }
+        }
+    };
+}
+
 /// The Slack user id of a person in the shipped governance file.
 pub fn uid(person: &str) -> String {
     let g = gov();
@@ -213,6 +252,7 @@ pub fn uid(person: &str) -> String {
 
 pub const SIGNING_SECRET: &str = "test-signing-secret";
 pub const BOT_TOKEN: &str = "xoxb-test-token";
+pub const APP_TOKEN: &str = "xapp-1-A0WAIVER-1-test";
 
 /// A running Waiver against a fake Slack, with a signed workspace driver. Waiver and
 /// the fake share one clock that starts at [`now`] and advances in real time.
@@ -310,6 +350,53 @@ impl App {
             running.addr,
             waiver::config::Secret::new(SIGNING_SECRET),
         );
+        App {
+            ws,
+            clock,
+            running: Some(running),
+            db,
+            edit,
+        }
+    }
+
+    /// [`spawn`](Self::spawn) with Slack on Socket Mode: no signing secret, no HTTP
+    /// from Slack; commands, interactions and events go down the websocket Waiver
+    /// opens to a fake Socket Mode server (one connection, reconnecting after 1 s).
+    pub async fn spawn_socket(db: TestDb) -> App {
+        let clock = waiver::clock::Clock::starting_at(now());
+        let fake = waiver::fakes::slack::FakeSlack::start_at(
+            BOT_TOKEN,
+            waiver::fakes::slack::DEFAULT_TEAM_ID,
+            clock.clone(),
+        )
+        .await;
+        let socket = fake.enable_socket_mode(APP_TOKEN).await;
+        let edit: ConfigEdit = std::sync::Arc::new(|c| {
+            let slack = c.slack.as_mut().unwrap();
+            slack.signing_secret = None;
+            slack.socket_mode = Some(waiver::config::Secret::new(APP_TOKEN));
+        });
+        let options = waiver::app::Options {
+            delivery: fast_delivery(),
+            no_scheduler: true,
+            clock: clock.clone(),
+            socket: waiver::chat::slack::socket::SocketOptions {
+                connections: 1,
+                reconnect: std::time::Duration::from_secs(1),
+            },
+            ..Default::default()
+        };
+        let running = Self::start(&db, &fake, options, &edit).await;
+        assert!(
+            socket.wait_connected(1, std::time::Duration::from_secs(10)).await,
+            "Waiver connects to the Socket Mode server"
+        );
+        let ws = waiver::fakes::slack::workspace::Workspace::new(
+            fake,
+            running.addr,
+            waiver::config::Secret::new(SIGNING_SECRET),
+        )
+        .over_socket(socket);
         App {
             ws,
             clock,

@@ -413,6 +413,10 @@ impl Workspace {
     /// Delivers an event (`retry` sets Slack's retry headers, as on a re-send).
     pub async fn event(&self, event_id: &str, event: Value, retry: Option<u32>) -> Reply {
         let body = self.event_body(event_id, event);
+        if self.socket.is_some() {
+            // Socket Mode re-sends an envelope itself; there are no retry headers.
+            return self.post("/slack/events", "application/json", body).await;
+        }
         let ts = self.slack.clock().unix_seconds();
         let mut headers = self.signature(ts, &body);
         if let Some(n) = retry {
