@@ -21,139 +21,136 @@ slack_both!(
     }
 );
 
-slack_both!(
-    send_back_then_update_then_approve,
-    |app: App| async move {
-        let id = file(&app, "Translate release notes").await;
-        let reference = id.to_string();
-        app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
-            .await;
-        let v1_card = app.message(INTAKE, &reference);
-
-        // Send back: the reviewer's questions reach the requester with Update request.
-        let reply = click_and_submit(
-            &app,
-            "noah.fischer",
-            &v1_card,
-            "send_back",
-            &[("questions", Input::Text("Which repositories exactly?"))],
-        )
+slack_both!(send_back_then_update_then_approve, |app: App| async move {
+    let id = file(&app, "Translate release notes").await;
+    let reference = id.to_string();
+    app.until("completeness card", |f| !f.messages(INTAKE).is_empty())
         .await;
-        assert_eq!(reply.body, "");
-        assert_eq!(state(&app, id).await, State::NeedsInfo);
-        let james = uid("james.carter");
-        app.until("questions DM", |f| {
-            f.dms(&james)
-                .iter()
-                .any(|m| describe(&m.blocks).contains("Which repositories exactly?"))
-        })
-        .await;
-        let dm = app.fake().dm_channel(&james).unwrap();
-        let questions = app.message(&dm, "Which repositories exactly?");
-        assert!(describe(&questions.blocks).contains("[Update request]"));
-        app.until("v1 card closed", |f| f.messages(INTAKE)[0].edits >= 1)
-            .await;
-        assert!(
-            describe(&app.message(INTAKE, &reference).blocks)
-                .contains("Sent back to the requester by Noah Fischer")
-        );
+    let v1_card = app.message(INTAKE, &reference);
 
-        // Update request reopens the form pre-filled; resubmitting makes version 2.
-        let opened = app.fake().views_opened().len();
-        click(&app, "james.carter", &questions, "update_request").await;
-        let view = next_view(&app, opened).await;
-        assert_eq!(view.view["title"]["text"], "Update request");
-        let title_block = view.view["blocks"]
-            .as_array()
-            .unwrap()
+    // Send back: the reviewer's questions reach the requester with Update request.
+    let reply = click_and_submit(
+        &app,
+        "noah.fischer",
+        &v1_card,
+        "send_back",
+        &[("questions", Input::Text("Which repositories exactly?"))],
+    )
+    .await;
+    assert_eq!(reply.body, "");
+    assert_eq!(state(&app, id).await, State::NeedsInfo);
+    let james = uid("james.carter");
+    app.until("questions DM", |f| {
+        f.dms(&james)
             .iter()
-            .find(|b| b["block_id"] == "title")
-            .unwrap();
-        assert_eq!(
-            title_block["element"]["initial_value"], "Translate release notes",
-            "pre-filled"
-        );
-        let reply = app
-            .ws
-            .submit(
-                &james,
-                &view,
-                &[(
-                    "scope_systems",
-                    Input::Text("docs and release-notes repositories"),
-                )],
-            )
-            .await;
-        assert_eq!(reply.body, "", "{}", reply.body);
-        let r = app.request(id).await;
-        assert_eq!((r.state, r.version()), (State::Submitted, 2));
-        assert_eq!(
-            r.content().scope_systems,
-            "docs and release-notes repositories"
-        );
-        assert_eq!(
-            r.content().title,
-            "Translate release notes",
-            "untouched fields keep their values"
-        );
+            .any(|m| describe(&m.blocks).contains("Which repositories exactly?"))
+    })
+    .await;
+    let dm = app.fake().dm_channel(&james).unwrap();
+    let questions = app.message(&dm, "Which repositories exactly?");
+    assert!(describe(&questions.blocks).contains("[Update request]"));
+    app.until("v1 card closed", |f| f.messages(INTAKE)[0].edits >= 1)
+        .await;
+    assert!(
+        describe(&app.message(INTAKE, &reference).blocks)
+            .contains("Sent back to the requester by Noah Fischer")
+    );
 
-        // A new card for version 2 returns to the queue; the DM's button is gone.
-        app.until("v2 card", |f| f.messages(INTAKE).len() == 2)
-            .await;
-        let v2_card = app.message(INTAKE, "version 2");
-        assert!(describe(&v2_card.blocks).contains("[Complete] [Send back…]"));
-        app.drained().await;
-        assert!(
-            !has_buttons(&app.message(&dm, "Which repositories exactly?")),
-            "the Update button is gone"
-        );
+    // Update request reopens the form pre-filled; resubmitting makes version 2.
+    let opened = app.fake().views_opened().len();
+    click(&app, "james.carter", &questions, "update_request").await;
+    let view = next_view(&app, opened).await;
+    assert_eq!(view.view["title"]["text"], "Update request");
+    let title_block = view.view["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["block_id"] == "title")
+        .unwrap();
+    assert_eq!(
+        title_block["element"]["initial_value"], "Translate release notes",
+        "pre-filled"
+    );
+    let reply = app
+        .ws
+        .submit(
+            &james,
+            &view,
+            &[(
+                "scope_systems",
+                Input::Text("docs and release-notes repositories"),
+            )],
+        )
+        .await;
+    assert_eq!(reply.body, "", "{}", reply.body);
+    let r = app.request(id).await;
+    assert_eq!((r.state, r.version()), (State::Submitted, 2));
+    assert_eq!(
+        r.content().scope_systems,
+        "docs and release-notes repositories"
+    );
+    assert_eq!(
+        r.content().title,
+        "Translate release notes",
+        "untouched fields keep their values"
+    );
 
-        click(&app, "lucia.romero", &v2_card, "complete").await;
-        app.until("assessment cards", |f| {
-            !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
-        })
+    // A new card for version 2 returns to the queue; the DM's button is gone.
+    app.until("v2 card", |f| f.messages(INTAKE).len() == 2)
         .await;
-        click_and_submit(
-            &app,
-            "grace.liu",
-            &app.message(RISK, &reference),
-            "assess",
-            &assess_inputs("1", "1"),
-        )
+    let v2_card = app.message(INTAKE, "version 2");
+    assert!(describe(&v2_card.blocks).contains("[Complete] [Send back…]"));
+    app.drained().await;
+    assert!(
+        !has_buttons(&app.message(&dm, "Which repositories exactly?")),
+        "the Update button is gone"
+    );
+
+    click(&app, "lucia.romero", &v2_card, "complete").await;
+    app.until("assessment cards", |f| {
+        !f.messages(RISK).is_empty() && !f.messages(SECURITY).is_empty()
+    })
+    .await;
+    click_and_submit(
+        &app,
+        "grace.liu",
+        &app.message(RISK, &reference),
+        "assess",
+        &assess_inputs("1", "1"),
+    )
+    .await;
+    click_and_submit(
+        &app,
+        "ines.duarte",
+        &app.message(SECURITY, &reference),
+        "assess",
+        &assess_inputs("1", "3"),
+    )
+    .await;
+    app.until("decision card", |f| !f.messages(APPROVALS).is_empty())
         .await;
-        click_and_submit(
-            &app,
-            "ines.duarte",
-            &app.message(SECURITY, &reference),
-            "assess",
-            &assess_inputs("1", "3"),
-        )
-        .await;
-        app.until("decision card", |f| !f.messages(APPROVALS).is_empty())
-            .await;
-        let reply = click_and_submit(
-            &app,
-            "anna.kowalski",
-            &app.message(APPROVALS, &reference),
-            "approve",
-            &[],
-        )
-        .await;
-        assert_eq!(reply.body, "", "{}", reply.body);
-        assert_eq!(
-            state(&app, id).await,
-            State::Active,
-            "no conditions and a start of today: active at once"
-        );
-        app.until("requester told", |f| {
-            f.dms(&james)
-                .iter()
-                .any(|m| describe(&m.blocks).contains("was approved (low tier)"))
-        })
-        .await;
-        app.stop().await;
-    }
-);
+    let reply = click_and_submit(
+        &app,
+        "anna.kowalski",
+        &app.message(APPROVALS, &reference),
+        "approve",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.body, "", "{}", reply.body);
+    assert_eq!(
+        state(&app, id).await,
+        State::Active,
+        "no conditions and a start of today: active at once"
+    );
+    app.until("requester told", |f| {
+        f.dms(&james)
+            .iter()
+            .any(|m| describe(&m.blocks).contains("was approved (low tier)"))
+    })
+    .await;
+    app.stop().await;
+});
 
 slack_both!(
     reject_requires_a_reason_and_tells_everyone,

@@ -388,7 +388,9 @@ impl App {
         };
         let running = Self::start(&db, &fake, options, &edit).await;
         assert!(
-            socket.wait_connected(1, std::time::Duration::from_secs(10)).await,
+            socket
+                .wait_connected(1, std::time::Duration::from_secs(10))
+                .await,
             "Waiver connects to the Socket Mode server"
         );
         let ws = waiver::fakes::slack::workspace::Workspace::new(
