@@ -417,6 +417,17 @@ async fn check_slack(slack: &SlackConfig, ctx: &Context<'_>, report: &mut Report
             }
         }
     }
+    if let Some(app_token) = &slack.socket_mode {
+        match probe.socket_mode(app_token).await {
+            Ok(()) => report.ok("Slack Socket Mode: the app-level token opens a connection (apps.connections.open)"),
+            Err(ProbeError::Api { code, .. }) => report.fail(format!(
+                "Slack Socket Mode: apps.connections.open refuses the app-level token ({code}) — set SLACK_APP_TOKEN to a token from the app's Basic Information → App-Level Tokens with the connections:write scope, and turn Socket Mode on for the app (manifests/slack/app-manifest-socket-mode.yaml)"
+            )),
+            Err(e) => report.fail(format!(
+                "Slack Socket Mode: apps.connections.open gives no answer ({e}) — check SLACK_API_URL and that this host reaches Slack"
+            )),
+        }
+    }
     let Some(gov) = ctx.gov else {
         report.skip(format!(
             "Slack channels and people — {} is invalid (see above)",

@@ -1004,3 +1004,38 @@ fn the_slack_manifest_matches_the_routes() {
         assert!(manifest.contains(&format!("- {event}")), "{event}");
     }
 }
+
+#[test]
+fn the_socket_mode_manifest_is_the_http_one_without_request_urls() {
+    let read = |name: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("manifests/slack")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let http = read("app-manifest.yaml");
+    let socket = read("app-manifest-socket-mode.yaml");
+    // Everything but comments, request URLs and the Socket Mode switch is the same.
+    let body = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter(|l| {
+                let t = l.trim();
+                !t.starts_with("url: ") && !t.starts_with("request_url: ")
+            })
+            .map(|l| l.replace("socket_mode_enabled: false", "socket_mode_enabled: true"))
+            .collect()
+    };
+    assert_eq!(body(&http), body(&socket));
+    assert!(socket.contains("socket_mode_enabled: true"));
+    assert!(
+        body(&socket).iter().all(|l| !l.contains("https://")),
+        "no request URL in Socket Mode"
+    );
+    assert!(
+        socket.contains("connections:write"),
+        "says which app-level token to make"
+    );
+}

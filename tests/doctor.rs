@@ -702,3 +702,28 @@ async fn the_doctors_scopes_are_the_manifests_and_the_fakes() {
         .to_string();
     assert_eq!(header, listed.join(","));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_s_app_token_is_checked_with_apps_connections_open() {
+    let mut w = World::new(TestDb::sqlite().await)
+        .with_slack()
+        .await
+        .installed(&[])
+        .await;
+    let app_token = "xapp-1-A0WAIVER-1-doctor";
+    let _socket = w.fake_slack().enable_socket_mode(app_token).await;
+    w.env.remove("SLACK_SIGNING_SECRET");
+    w.set("SLACK_SOCKET_MODE", "1");
+    w.set("SLACK_APP_TOKEN", app_token);
+    let d = w.doctor().await;
+    assert_eq!(d.code, 0, "{}", d.out);
+    d.has(
+        "ok    Slack Socket Mode: the app-level token opens a connection (apps.connections.open)",
+    );
+    let wrong = "xapp-1-A0WAIVER-1-wrong";
+    w.set("SLACK_APP_TOKEN", wrong);
+    let d = w.doctor().await;
+    d.failed();
+    d.has("FAIL  Slack Socket Mode: apps.connections.open refuses the app-level token (invalid_auth) — set SLACK_APP_TOKEN to a token from the app's Basic Information → App-Level Tokens with the connections:write scope, and turn Socket Mode on for the app (manifests/slack/app-manifest-socket-mode.yaml)");
+    d.shows_none_of(&[wrong, app_token, BOT_TOKEN]);
+}

@@ -162,6 +162,16 @@ impl Probe {
         method: &str,
         form: &impl Serialize,
     ) -> Result<(Value, Option<String>), ProbeError> {
+        self.call_as(&self.token, method, form).await
+    }
+
+    /// Like [`call`](Self::call), with another token.
+    async fn call_as(
+        &self,
+        token: &Secret,
+        method: &str,
+        form: &impl Serialize,
+    ) -> Result<(Value, Option<String>), ProbeError> {
         let url = format!("{}/{method}", self.api_url);
         let mut waited = false;
         loop {
@@ -172,7 +182,7 @@ impl Probe {
             let resp = self
                 .http
                 .post(&url)
-                .bearer_auth(self.token.expose())
+                .bearer_auth(token.expose())
                 .form(form)
                 .timeout(self.call_timeout.min(left))
                 .send()
@@ -218,6 +228,14 @@ impl Probe {
             }
             return Ok((body, scopes));
         }
+    }
+
+    /// `apps.connections.open` with Socket Mode's app-level token: whether Slack
+    /// would hand it a websocket (the URL is single-use and not kept).
+    pub async fn socket_mode(&self, app_token: &Secret) -> Result<(), ProbeError> {
+        self.call_as(app_token, "apps.connections.open", &[("", ""); 0])
+            .await
+            .map(|_| ())
     }
 
     /// `auth.test`: who the token is, and its scopes.
