@@ -461,7 +461,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "waiver_ack_seconds_bucket{le=\"0.001\",platform=\"slack\",kind=\"command\"} 1"
+                "waiver_ack_seconds_bucket{platform=\"slack\",kind=\"command\",le=\"0.001\"} 1"
             ),
             "{text}"
         );
