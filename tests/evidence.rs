@@ -23,11 +23,28 @@ fn verify(bytes: &[u8]) -> Result<pack::Report, String> {
     pack::verify(bytes).map_err(|e| e.to_string())
 }
 
-/// `bytes` with `edit` applied to the pack's JSON.
+/// The pack's JSON (everything before its seal's line).
+fn content(bytes: &[u8]) -> &[u8] {
+    let body = &bytes[..bytes.len() - 1];
+    &bytes[..body.iter().rposition(|b| *b == b'\n').unwrap() + 1]
+}
+
+/// `bytes` with `edit` applied to the pack's JSON, sealed again (as a forger who
+/// knows the format would), so that what the checks inside say is what is tested.
 fn tampered(bytes: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(bytes).unwrap();
+    let mut v: Value = serde_json::from_slice(content(bytes)).unwrap();
     edit(&mut v);
-    serde_json::to_vec(&v).unwrap()
+    let mut out = serde_json::to_vec(&v).unwrap();
+    out.push(b'\n');
+    resealed(out)
+}
+
+/// `content` followed by its seal.
+fn resealed(mut content: Vec<u8>) -> Vec<u8> {
+    use sha2::Digest;
+    let seal = hex::encode(sha2::Sha256::digest(&content));
+    content.extend_from_slice(format!("{{\"seal\":\"{seal}\"}}\n").as_bytes());
+    content
 }
 
 /// The audit line (as a JSON value) whose entry text contains `needle`.
@@ -245,6 +262,18 @@ both!(
                 "{what}: {err}\nwanted: {expected}"
             );
         }
+        // What the chain does not cover is sealed: the export time, one space more.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for edited in [
+            text.replacen("\"exported_at\":", "\"exported_at\": ", 1),
+            text.replacen("\"exported_at\":1", "\"exported_at\":2", 1),
+        ] {
+            assert_ne!(edited, text);
+            let err = verify(edited.as_bytes()).unwrap_err();
+            assert!(err.contains("its seal does not match its content"), "{err}");
+        }
+        let unsealed = content(&bytes).to_vec();
+        assert!(verify(&unsealed).unwrap_err().contains("it carries no seal"));
     }
 );
 
@@ -278,7 +307,7 @@ both!(
         let report = verify(&bytes).expect("verifies");
         assert_eq!(report.exceptions, 1, "{report}");
         assert_eq!(report.from_seq, first);
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let v: Value = serde_json::from_slice(content(&bytes)).unwrap();
         assert_eq!(v["exceptions"][0]["reference"], json!(id.to_string()));
         assert_eq!(v["manifest"]["since"], json!(now().plus_days(5).millis()));
         // Cut off from the entry before it, the stretch still chains onto its

@@ -4,7 +4,8 @@
 //! that concerns them with each entry's exact hashed text, and the governance files
 //! the decisions name.
 //!
-//! Layout (one record per line, so that packs stream out and diff well):
+//! Layout (one record per line, so that packs stream out and diff well), ending with
+//! a seal: the SHA-256 of every byte before the seal's line.
 //!
 //! ```text
 //! {"manifest":{…},
@@ -15,7 +16,12 @@
 //! "audit":[
 //! {…},
 //! …]}
+//! {"seal":"…"}
 //! ```
+//!
+//! The hashes inside a pack tie its content to the audit chain; the seal makes the
+//! file itself exact, so that no byte of it — a space, a field the chain does not
+//! cover such as `exported_at` — can change and the pack still verify.
 //!
 //! [`verify`] checks, in order, and names the first thing that does not hold: the
 //! format; each governance file's text against its hash; the chain (consecutive
@@ -24,7 +30,7 @@
 //! head); then each exception against the entries that made it (its state's digest is
 //! the one its last change recorded; each decision is the vote and snapshot that
 //! change recorded, under a governance file the pack includes; each reminder marked
-//! sent was sent by a recorded digest).
+//! sent was sent by a recorded digest); last, the seal.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -40,7 +46,8 @@ use crate::store::{
 };
 
 pub const FORMAT: &str = "waiver-evidence-pack";
-pub const VERSION: u32 = 1;
+/// 2: sealed (version 1 packs had no seal).
+pub const VERSION: u32 = 2;
 
 /// What the pack holds, written first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +147,11 @@ pub async fn write(
             head_hash,
         },
     };
+    let mut sealed = Sealing {
+        out,
+        hash: Sha256::new(),
+    };
+    let out: &mut (dyn Write + Send) = &mut sealed;
     let line = |out: &mut (dyn Write + Send), v: &dyn erased::Json| -> std::io::Result<()> {
         v.write(out)
     };
@@ -190,8 +202,68 @@ pub async fn write(
     })
     .await??;
     out.write_all(b"]}\n")?;
-    out.flush()?;
+    let content = hex::encode(sealed.hash.finalize_reset());
+    sealed.out.write_all(seal_line(&content).as_bytes())?;
+    sealed.out.flush()?;
     Ok(manifest)
+}
+
+/// Writes through, hashing what it writes.
+struct Sealing<'a> {
+    out: &'a mut (dyn Write + Send),
+    hash: Sha256,
+}
+
+impl Write for Sealing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Reads through line by line, hashing each line as it is handed on: after the pack's
+/// object is parsed (which ends on its last line), the hash covers exactly the lines
+/// before the seal's.
+struct Unsealing<R> {
+    input: R,
+    line: Vec<u8>,
+    at: usize,
+    hash: Sha256,
+}
+
+impl<R: BufRead> Unsealing<R> {
+    /// The next line, unhashed (the seal's); `None` at the end of the input.
+    fn next_line(&mut self, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let mut rest = self.line.split_off(self.at.min(self.line.len()));
+        self.line.clear();
+        self.at = 0;
+        if rest.iter().all(u8::is_ascii_whitespace) {
+            rest.clear();
+            let mut limited = (&mut self.input).take(limit as u64);
+            limited.read_until(b'\n', &mut rest)?;
+        }
+        Ok((!rest.is_empty()).then_some(rest))
+    }
+}
+
+impl<R: BufRead> std::io::Read for Unsealing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.line.len() {
+            self.line.clear();
+            self.at = 0;
+            self.input.read_until(b'\n', &mut self.line)?;
+            self.hash.update(&self.line);
+        }
+        let n = buf.len().min(self.line.len() - self.at);
+        buf[..n].copy_from_slice(&self.line[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Compact JSON of anything serialisable, behind one `dyn` type.
@@ -254,11 +326,45 @@ struct Trail {
 
 /// Verifies a pack read from `input` (see the module's documentation).
 pub fn verify(input: impl BufRead) -> Result<Report, Broken> {
-    let mut de = serde_json::Deserializer::from_reader(input);
-    let pack = match <Pack as Deserialize>::deserialize(&mut de).and_then(|p| de.end().map(|_| p)) {
+    let mut reader = Unsealing {
+        input,
+        line: Vec::new(),
+        at: 0,
+        hash: Sha256::new(),
+    };
+    let parsed = {
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        <Pack as Deserialize>::deserialize(&mut de)
+    };
+    let pack = match parsed {
         Ok(p) => p,
         Err(e) => return broken(format!("it is not a readable evidence pack: {e}")),
     };
+    let content = hex::encode(reader.hash.clone().finalize());
+    let seal = reader.next_line(200).ok().flatten();
+    let ended = matches!(reader.next_line(1), Ok(None));
+    let report = check(&pack)?;
+    let Some(seal) = seal else {
+        return broken("it carries no seal after the pack (the file was cut short or altered)");
+    };
+    if !ended {
+        return broken("something follows its seal (the file was altered)");
+    }
+    if seal != seal_line(&content).as_bytes() {
+        return broken(
+            "its seal does not match its content: the file was changed after it was written",
+        );
+    }
+    Ok(report)
+}
+
+/// The last line of a pack whose content hashes to `content`.
+fn seal_line(content: &str) -> String {
+    format!("{{\"seal\":\"{content}\"}}\n")
+}
+
+/// What a parsed pack says, checked against itself.
+fn check(pack: &Pack) -> Result<Report, Broken> {
     let m = &pack.manifest;
     if m.format != FORMAT || m.version != VERSION {
         return broken(format!(
