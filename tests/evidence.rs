@@ -273,7 +273,11 @@ both!(
             assert!(err.contains("its seal does not match its content"), "{err}");
         }
         let unsealed = content(&bytes).to_vec();
-        assert!(verify(&unsealed).unwrap_err().contains("it carries no seal"));
+        assert!(
+            verify(&unsealed)
+                .unwrap_err()
+                .contains("it carries no seal")
+        );
     }
 );
 

@@ -87,12 +87,23 @@ fn slack_signatures_verify_exactly_the_signed_body_within_five_minutes() {
                 let mut other = body.clone();
                 other.push(b'x');
                 prop_assert!(
-                    verify(&secret, &slack_headers(&now.to_string(), &sign(&secret, now, &body)), &other, now)
-                        .is_err()
+                    verify(
+                        &secret,
+                        &slack_headers(&now.to_string(), &sign(&secret, now, &body)),
+                        &other,
+                        now
+                    )
+                    .is_err()
                 );
                 let forged = sign(&Secret::new("another-secret"), now, &body);
                 prop_assert!(
-                    verify(&secret, &slack_headers(&now.to_string(), &forged), &body, now).is_err()
+                    verify(
+                        &secret,
+                        &slack_headers(&now.to_string(), &forged),
+                        &body,
+                        now
+                    )
+                    .is_err()
                 );
                 Ok(())
             },
@@ -104,7 +115,9 @@ fn slack_signatures_verify_exactly_the_signed_body_within_five_minutes() {
 fn signed_garbage_on_every_slack_route_is_refused_and_changes_nothing() {
     let rt = runtime();
     let app = rt.block_on(async { common::App::spawn(common::TestDb::sqlite().await).await });
-    let command = app.ws.command_body(&common::uid("james.carter"), "status AIX-0001", "t-1");
+    let command = app
+        .ws
+        .command_body(&common::uid("james.carter"), "status AIX-0001", "t-1");
     let interaction = format!(
         "payload={}",
         urlencode(
@@ -119,10 +132,21 @@ fn signed_garbage_on_every_slack_route_is_refused_and_changes_nothing() {
         )
     )
     .into_bytes();
-    let event = app.ws.event_body("Ev1", serde_json::json!({ "type": "app_home_opened", "user": common::uid("james.carter") }));
+    let event = app.ws.event_body(
+        "Ev1",
+        serde_json::json!({ "type": "app_home_opened", "user": common::uid("james.carter") }),
+    );
     let routes = [
-        ("/slack/commands", "application/x-www-form-urlencoded", command),
-        ("/slack/interactions", "application/x-www-form-urlencoded", interaction),
+        (
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            command,
+        ),
+        (
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            interaction,
+        ),
         ("/slack/events", "application/json", event),
     ];
     for (path, content_type, valid) in routes {
@@ -148,7 +172,13 @@ fn signed_garbage_on_every_slack_route_is_refused_and_changes_nothing() {
     }
     rt.block_on(async {
         let store = app.store();
-        assert!(store.requests_by(&common::p("james.carter"), 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .requests_by(&common::p("james.carter"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.verify_audit().await.unwrap().is_ok());
         app.stop().await;
     });
@@ -184,11 +214,13 @@ fn teams_tokens_that_are_not_the_connector_s_are_refused() {
         fake.clock().clone(),
     );
     let good = fake.token(&fake.service_url());
-    assert!(rt.block_on(verifier.verify(Some(&format!("Bearer {good}")))).is_ok());
+    assert!(
+        rt.block_on(verifier.verify(Some(&format!("Bearer {good}"))))
+            .is_ok()
+    );
     let tokens = prop_oneof![
         any::<String>(),
-        mutated(good.clone().into_bytes())
-            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        mutated(good.clone().into_bytes()).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
         // Well-signed, with claims of any shape.
         (any::<String>(), any::<String>(), any::<i64>()).prop_map(move |(iss, aud, exp)| {
             fake.sign(
@@ -213,14 +245,20 @@ fn teams_tokens_that_are_not_the_connector_s_are_refused() {
 #[test]
 fn teams_activities_of_any_shape_are_refused_or_answered_never_failed() {
     let rt = runtime();
-    let app = rt.block_on(async {
-        common::teams::TeamsApp::spawn(common::TestDb::sqlite().await).await
-    });
+    let app =
+        rt.block_on(async { common::teams::TeamsApp::spawn(common::TestDb::sqlite().await).await });
     let james = common::teams::member("james.carter");
-    let valid = app.tenant.personal(&james, "invoke").to_string().into_bytes();
+    let valid = app
+        .tenant
+        .personal(&james, "invoke")
+        .to_string()
+        .into_bytes();
     let service_url = app.fake().service_url();
     let token = app.fake().token(&service_url);
-    let strategy = prop_oneof![mutated(valid), proptest::collection::vec(any::<u8>(), 0..400)];
+    let strategy = prop_oneof![
+        mutated(valid),
+        proptest::collection::vec(any::<u8>(), 0..400)
+    ];
     runner()
         .run(&strategy, |body| {
             let reply = rt.block_on(app.tenant.post_raw(Some(format!("Bearer {token}")), body));
@@ -257,8 +295,17 @@ fn any_governance_text_parses_or_is_refused_with_a_reason() {
     runner()
         .run(&strategy, |bytes| {
             let text = String::from_utf8_lossy(&bytes);
-            if let Err(e) = waiver::governance::parse(&text) {
-                prop_assert!(!e.to_string().trim().is_empty());
+            match waiver::governance::parse(&text) {
+                Ok(_) => {}
+                Err(waiver::governance::ParseError::Syntax(message)) => {
+                    prop_assert!(!message.trim().is_empty())
+                }
+                Err(waiver::governance::ParseError::Invalid(errors)) => {
+                    prop_assert!(!errors.is_empty());
+                    for e in errors {
+                        prop_assert!(!e.field.is_empty() && !e.message.trim().is_empty(), "{}", e);
+                    }
+                }
             }
             Ok(())
         })
@@ -268,7 +315,9 @@ fn any_governance_text_parses_or_is_refused_with_a_reason() {
 #[test]
 fn any_csv_imports_or_names_its_bad_rows() {
     let gov = common::gov();
-    let template = include_str!("../manifests/import-template.csv").as_bytes().to_vec();
+    let template = include_str!("../manifests/import-template.csv")
+        .as_bytes()
+        .to_vec();
     let today = common::now().date();
     let strategy = prop_oneof![
         mutated(template),

@@ -244,7 +244,7 @@ impl<R: BufRead> Unsealing<R> {
         self.at = 0;
         if rest.iter().all(u8::is_ascii_whitespace) {
             rest.clear();
-            let mut limited = (&mut self.input).take(limit as u64);
+            let mut limited = std::io::Read::take(&mut self.input, limit as u64);
             limited.read_until(b'\n', &mut rest)?;
         }
         Ok((!rest.is_empty()).then_some(rest))

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use diagram::{mermaid, svg};
-pub use parse::{FieldError, LoadError, load, parse};
+pub use parse::{FieldError, LoadError, ParseError, load, parse};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
