@@ -211,7 +211,7 @@ impl Deliverer {
 
     async fn deliver(&self, row: &Claimed) -> Finish {
         match self.store.card_superseded(row).await {
-            Ok(true) => return Finish::Superseded,
+            Ok(true) => return self.superseded(row).await,
             Ok(false) => {}
             Err(e) => return self.retry(row, format!("store: {e}"), None, false),
         }
@@ -238,6 +238,41 @@ impl Deliverer {
                 ),
                 error,
             },
+        }
+    }
+
+    /// A card message a newer one overtook. If an earlier attempt to post it was
+    /// interrupted, the post may have landed: find it first, so that the newer
+    /// version updates that card in place instead of posting a second one.
+    async fn superseded(&self, row: &Claimed) -> Finish {
+        let m = &row.outgoing;
+        let surface = self.surfaces.iter().find(|s| s.platform() == m.platform);
+        let Some(surface) = surface.filter(|s| row.in_doubt && row.attempts > 1 && s.is_paced(m))
+        else {
+            return Finish::Superseded;
+        };
+        let found = surface.find(m, row.id, row.created_at).await;
+        self.store.metrics().in_doubt_lookup(
+            m.platform.as_str(),
+            match &found {
+                Ok(Some(_)) => "found",
+                Ok(None) => "not_found",
+                Err(_) => "failed",
+            },
+        );
+        match found {
+            Ok(Some(posted)) => {
+                tracing::info!(
+                    outbox_id = row.id,
+                    "delivery: an overtaken card's interrupted post had landed; the newer version updates it"
+                );
+                Finish::Sent {
+                    posted: Some(posted),
+                }
+            }
+            Ok(None) => Finish::Superseded,
+            Err(Failure::Transient { after, error, .. }) => self.retry(row, error, after, true),
+            Err(_) => Finish::Superseded,
         }
     }
 
