@@ -204,12 +204,15 @@ both!(
         assert_eq!(waiting.len(), 1, "{waiting:#?}");
         let row = &waiting[0];
         let report = waiver::delivery::undelivered_report(&waiting, row.created_at);
+        // (The attempts shown are the row's: the worker may be trying it again as it is
+        // read, every 50 ms here.)
         let line = format!(
-            "#{} Teams {intake} — {id} card {:?}, filed {}, 0 attempt(s), next try {}: \
+            "#{} Teams {intake} — {id} card {:?}, filed {}, {} attempt(s), next try {}: \
              Waiver is not in channel {intake} yet: add the app to its team\n",
             row.id,
             row.outgoing.message.summary,
             row.created_at.minute(),
+            row.attempts,
             row.next_attempt_at.minute()
         );
         assert!(report.ends_with(&line), "{report}\nwanted {line}");
