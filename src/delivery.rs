@@ -245,21 +245,13 @@ impl Deliverer {
     /// interrupted, the post may have landed: find it first, so that the newer
     /// version updates that card in place instead of posting a second one.
     async fn superseded(&self, row: &Claimed) -> Finish {
-        let m = &row.outgoing;
-        let surface = self.surfaces.iter().find(|s| s.platform() == m.platform);
-        let Some(surface) = surface.filter(|s| row.in_doubt && row.attempts > 1 && s.is_paced(m))
-        else {
+        let surface = self
+            .surfaces
+            .iter()
+            .find(|s| s.platform() == row.outgoing.platform);
+        let Some(found) = self.interrupted_post(surface, row).await else {
             return Finish::Superseded;
         };
-        let found = surface.find(m, row.id, row.created_at).await;
-        self.store.metrics().in_doubt_lookup(
-            m.platform.as_str(),
-            match &found {
-                Ok(Some(_)) => "found",
-                Ok(None) => "not_found",
-                Err(_) => "failed",
-            },
-        );
         match found {
             Ok(Some(posted)) => {
                 tracing::info!(
@@ -274,6 +266,28 @@ impl Deliverer {
             Err(Failure::Transient { after, error, .. }) => self.retry(row, error, after, true),
             Err(_) => Finish::Superseded,
         }
+    }
+
+    /// When an earlier attempt to post `row` was interrupted (the call may have taken
+    /// effect), the surface's search for that post, counted in the metrics; `None`
+    /// when there is nothing to look for.
+    async fn interrupted_post(
+        &self,
+        surface: Option<&Surface>,
+        row: &Claimed,
+    ) -> Option<Result<Option<crate::message::Posted>, Failure>> {
+        let m = &row.outgoing;
+        let surface = surface.filter(|s| row.in_doubt && row.attempts > 1 && s.is_paced(m))?;
+        let found = surface.find(m, row.id, row.created_at).await;
+        self.store.metrics().in_doubt_lookup(
+            m.platform.as_str(),
+            match &found {
+                Ok(Some(_)) => "found",
+                Ok(None) => "not_found",
+                Err(_) => "failed",
+            },
+        );
+        Some(found)
     }
 
     fn retry(
@@ -335,16 +349,7 @@ impl Deliverer {
             }
         }
         let paced = surface.is_paced(m);
-        if paced && row.in_doubt && row.attempts > 1 {
-            let found = surface.find(m, row.id, row.created_at).await;
-            self.store.metrics().in_doubt_lookup(
-                m.platform.as_str(),
-                match &found {
-                    Ok(Some(_)) => "found",
-                    Ok(None) => "not_found",
-                    Err(_) => "failed",
-                },
-            );
+        if let Some(found) = self.interrupted_post(Some(surface), row).await {
             match found {
                 Ok(Some(posted)) => {
                     tracing::info!(
