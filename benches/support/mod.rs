@@ -58,16 +58,24 @@ pub type Make = Arc<dyn Fn(usize) -> Signed + Send + Sync>;
 /// Whether an answer (status, body) is the one the workload expects.
 pub type Check = fn(u16, &[u8]) -> Result<(), String>;
 
-/// Where the load goes, and what a good answer is.
+/// Where the load goes (request `i` to `bases[i % bases.len()]`: replicas share it
+/// round-robin, as a load balancer would), and what a good answer is.
 #[derive(Clone)]
 pub struct Server {
     pub http: Http,
-    pub base: String,
+    pub bases: Vec<String>,
     pub check: Check,
 }
 
-pub async fn send(server: &Server, make: &Make, i: usize) -> Result<Duration, String> {
-    let (http, base) = (&server.http, &server.base);
+/// Sends request `i`; its latency runs from `since` (when it was due: an open-loop
+/// request that had to wait for a slow predecessor counts the wait).
+pub async fn send_since(
+    server: &Server,
+    make: &Make,
+    i: usize,
+    since: Instant,
+) -> Result<Duration, String> {
+    let (http, base) = (&server.http, &server.bases[i % server.bases.len()]);
     let signed = make(i);
     let mut req = hyper::Request::post(format!("{base}{}", signed.path))
         .header("content-type", signed.content_type);
@@ -75,7 +83,7 @@ pub async fn send(server: &Server, make: &Make, i: usize) -> Result<Duration, St
         req = req.header(k, v);
     }
     let req = req.body(Full::new(Bytes::from(signed.body))).unwrap();
-    let started = Instant::now();
+    let started = since;
     let resp = http.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = resp
@@ -89,37 +97,83 @@ pub async fn send(server: &Server, make: &Make, i: usize) -> Result<Duration, St
     Ok(took)
 }
 
-/// Fixed-rate (open-loop) phase: latency percentiles at `rate` requests/s.
+pub async fn send(server: &Server, make: &Make, i: usize) -> Result<Duration, String> {
+    send_since(server, make, i, Instant::now()).await
+}
+
+/// What a phase measured: sorted latencies of the good answers, and the bad ones.
+#[derive(Default)]
+pub struct Outcome {
+    pub latencies: Vec<Duration>,
+    pub errors: usize,
+    /// The first few errors, to show.
+    pub first_errors: Vec<String>,
+}
+
+impl Outcome {
+    fn add(&mut self, r: Result<Duration, String>) {
+        match r {
+            Ok(d) => self.latencies.push(d),
+            Err(e) => {
+                self.errors += 1;
+                if self.first_errors.len() < 3 {
+                    self.first_errors.push(e);
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Outcome) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        for e in other.first_errors {
+            if self.first_errors.len() < 3 {
+                self.first_errors.push(e);
+            }
+        }
+    }
+
+    pub fn sent(&self) -> usize {
+        self.latencies.len() + self.errors
+    }
+
+    pub fn p(&self, q: f64) -> Duration {
+        percentile(&self.latencies, q)
+    }
+}
+
+/// Fixed-rate (open-loop) phase: `count` requests at `rate` requests/s, each timed
+/// from when it was due.
 pub async fn at_rate(
     server: &Server,
     make: &Make,
     rate: u64,
     count: usize,
     offset: usize,
-) -> Vec<Duration> {
+) -> Outcome {
     let mut tasks = Vec::with_capacity(count);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
+    let start_std = Instant::now();
     for i in 0..count {
-        tokio::time::sleep_until(start + interval * i as u32).await;
+        let due = interval * i as u32;
+        tokio::time::sleep_until(start + due).await;
         let (server, make) = (server.clone(), make.clone());
         tasks.push(tokio::spawn(async move {
-            send(&server, &make, offset + i).await
+            send_since(&server, &make, offset + i, start_std + due).await
         }));
     }
-    let mut out = Vec::with_capacity(count);
+    let mut out = Outcome::default();
     for t in tasks {
-        match t.await.unwrap() {
-            Ok(d) => out.push(d),
-            Err(e) => fail(format!("a request failed: {e}")),
-        }
+        out.add(t.await.unwrap());
     }
-    out.sort();
+    out.latencies.sort();
     out
 }
 
 /// Closed-loop phase: `concurrency` workers as fast as they can for `seconds`, or
-/// until `limit` requests. Returns (latencies, elapsed, max RSS).
+/// until `limit` requests. Returns (outcome, elapsed, the highest resident memory of
+/// any of `pids`).
 pub async fn flat_out(
     server: &Server,
     make: &Make,
@@ -127,8 +181,9 @@ pub async fn flat_out(
     seconds: u64,
     limit: usize,
     offset: usize,
-    pid: u32,
-) -> (Vec<Duration>, Duration, u64) {
+    pids: &[u32],
+) -> (Outcome, Duration, u64) {
+    let pids = pids.to_vec();
     let next = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let max_rss = Arc::new(AtomicU64::new(0));
@@ -136,7 +191,9 @@ pub async fn flat_out(
         let (stop, max_rss) = (stop.clone(), max_rss.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                max_rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                for pid in &pids {
+                    max_rss.fetch_max(rss_kib(*pid), Ordering::Relaxed);
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -147,28 +204,25 @@ pub async fn flat_out(
     for _ in 0..concurrency {
         let (server, make, next) = (server.clone(), make.clone(), next.clone());
         workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let mut out = Outcome::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= limit || Instant::now() >= deadline {
                     break;
                 }
-                match send(&server, &make, offset + i).await {
-                    Ok(d) => lat.push(d),
-                    Err(e) => fail(format!("a request failed: {e}")),
-                }
+                out.add(send(&server, &make, offset + i).await);
             }
-            lat
+            out
         }));
     }
-    let mut all = Vec::new();
+    let mut all = Outcome::default();
     for w in workers {
-        all.extend(w.await.unwrap());
+        all.merge(w.await.unwrap());
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.await;
-    all.sort();
+    all.latencies.sort();
     (all, elapsed, max_rss.load(Ordering::Relaxed))
 }
 
