@@ -28,7 +28,8 @@
 //! - `BENCH_WORKLOADS` [`command,submission,click,invoke`];
 //! - `BENCH_RATE` [200] requests/s in the open-loop phase, `BENCH_SECONDS` [10] per
 //!   flat-out phase (the open-loop phase takes half of it), `BENCH_CONCURRENCY` [64];
-//! - `BENCH_CLICKS` [40,000] and `BENCH_INVOKES` [30,000] requests seeded for them.
+//! - `BENCH_CLICKS` [40,000] and `BENCH_INVOKES` [30,000] requests seeded for them;
+//! - `BENCH_SERVER_LOG` [`error`]: the servers' `RUST_LOG`.
 //!
 //! Bounded: every phase stops by itself.
 
@@ -138,16 +139,26 @@ impl Database {
                 let mut conn = sqlx::AnyConnection::connect(&admin)
                     .await
                     .unwrap_or_else(|e| fail(format!("PostgreSQL at {admin}: {e}")));
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-                )))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    format!("CREATE DATABASE {name}"),
+                ] {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                }
+                // The same server and options, another database.
+                let (path, query) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
+                let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
                 Self {
                     kind: Db::Postgres,
-                    url: format!("{base}/{name}"),
+                    url: format!("{base}/{name}{query}"),
                     dir,
                     drop_pg: Some((admin, name)),
                 }
@@ -324,7 +335,10 @@ async fn run() {
             .env("TEAMS_OPENID_METADATA_URL", teams.openid_url())
             .env("TEAMS_TOKEN_URL", teams.token_url())
             .env("TEAMS_SERVICE_URLS", &service_url)
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .spawn()
             .unwrap();
         children.push(Child(child));

@@ -13,6 +13,7 @@
 mod audit;
 mod evidence;
 mod inspect;
+mod nodelay;
 mod outbox;
 mod queries;
 mod schedule;
@@ -337,9 +338,23 @@ impl Store {
                     .map_err(unreachable)?
                     .close()
                     .await?;
+                // Over TCP, each new connection gets TCP_NODELAY (see `nodelay`).
+                let tcp_port = url
+                    .parse::<sqlx::postgres::PgConnectOptions>()
+                    .ok()
+                    .filter(|o| o.get_socket().is_none() && !o.get_host().starts_with('/'))
+                    .map(|o| o.get_port());
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |_, _| {
+                        Box::pin(async move {
+                            if let Some(port) = tcp_port {
+                                nodelay::on_sockets_to(port);
+                            }
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?;
                 let metrics = Arc::new(Metrics::new());
