@@ -29,7 +29,11 @@
 //! - `BENCH_RATE` [200] requests/s in the open-loop phase, `BENCH_SECONDS` [10] per
 //!   flat-out phase (the open-loop phase takes half of it), `BENCH_CONCURRENCY` [64];
 //! - `BENCH_CLICKS` [40,000] and `BENCH_INVOKES` [30,000] requests seeded for them;
-//! - `BENCH_SERVER_LOG` [`error`]: the servers' `RUST_LOG`.
+//! - `BENCH_SERVER_LOG` [`error`]: the servers' `RUST_LOG`;
+//! - `BENCH_TARGET` [`waiver`], or a yardstick driven the same way (DESIGN §7;
+//!   `npm ci` in `benches/yardsticks` first): `bolt` (Bolt for JavaScript: commands,
+//!   submissions and clicks, in-memory state) or `botbuilder` (the Bot Framework SDK:
+//!   invokes). Their work is checked through their `/yardstick/stats`.
 //!
 //! Bounded: every phase stops by itself.
 
@@ -110,6 +114,43 @@ fn bare_axum(listen: &str) {
 enum Db {
     Sqlite,
     Postgres,
+}
+
+/// What the load goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Waiver,
+    Bolt,
+    Botbuilder,
+}
+
+impl Target {
+    fn from_env() -> Self {
+        match std::env::var("BENCH_TARGET").as_deref() {
+            Err(_) | Ok("waiver") => Self::Waiver,
+            Ok("bolt") => Self::Bolt,
+            Ok("botbuilder") => Self::Botbuilder,
+            Ok(other) => fail(format!(
+                "BENCH_TARGET={other}: expected waiver, bolt or botbuilder"
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Waiver => "waiver serve",
+            Self::Bolt => "Bolt for JavaScript (yardstick)",
+            Self::Botbuilder => "botbuilder (yardstick)",
+        }
+    }
+
+    fn default_workloads(self) -> &'static str {
+        match self {
+            Self::Waiver => "command,submission,click,invoke",
+            Self::Bolt => "command,submission,click",
+            Self::Botbuilder => "invoke",
+        }
+    }
 }
 
 /// The database the run uses, removed at the end.
@@ -200,14 +241,18 @@ async fn run() {
     let concurrency = env_u64("BENCH_CONCURRENCY", 64) as usize;
     let rate = env_u64("BENCH_RATE", 200);
     let replicas = env_u64("BENCH_REPLICAS", 1) as usize;
+    let target = Target::from_env();
     let workloads: Vec<String> = std::env::var("BENCH_WORKLOADS")
-        .unwrap_or_else(|_| "command,submission,click,invoke".into())
+        .unwrap_or_else(|_| target.default_workloads().into())
         .split(',')
         .map(|w| w.trim().to_string())
         .collect();
     for w in &workloads {
-        if !["command", "submission", "click", "invoke"].contains(&w.as_str()) {
-            fail(format!("BENCH_WORKLOADS: unknown workload {w}"));
+        if !target.default_workloads().split(',').any(|x| x == w) {
+            fail(format!(
+                "BENCH_WORKLOADS: {w} is not a workload of {}",
+                target.name()
+            ));
         }
     }
     let wants = |w: &str| workloads.iter().any(|x| x == w);
@@ -231,7 +276,7 @@ async fn run() {
     }
 
     let db = Database::create().await;
-    if replicas > 1 && db.kind == Db::Sqlite {
+    if replicas > 1 && (db.kind == Db::Sqlite || target != Target::Waiver) {
         fail("BENCH_REPLICAS > 1 needs BENCH_DB=postgres: SQLite is one process's database".into());
     }
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -261,9 +306,17 @@ async fn run() {
     // Seed requests awaiting completeness review: the first `clicks_needed` for Slack
     // clicks, the rest for Teams invokes (their Teams intake cards recorded as posted).
     let seeded = clicks_needed + invokes_needed;
-    eprintln!("seeding {seeded} requests awaiting completeness review…");
     let seed_started = Instant::now();
-    let cards: Vec<(i64, String, String)> = {
+    let cards: Vec<(i64, String, String)> = if target != Target::Waiver {
+        // The yardsticks take any request number as one awaiting review.
+        (1..=invokes_needed as i64)
+            .map(|r| {
+                let request = clicks_needed as i64 + r;
+                (request, "19:bench@thread.tacv2".into(), format!("act-{r}"))
+            })
+            .collect()
+    } else {
+        eprintln!("seeding {seeded} requests awaiting completeness review…");
         let store = waiver::app::open_store(&db.url).await.unwrap();
         let svc = Arc::new(waiver::service::Service::with_platforms(
             store.clone(),
@@ -319,10 +372,32 @@ async fn run() {
     let http = support::client();
     let mut children = Vec::new();
     let mut bases = Vec::new();
+    let yardsticks = manifest.join("benches/yardsticks");
+    if target != Target::Waiver && !yardsticks.join("node_modules").is_dir() {
+        fail(format!("run `npm ci` in {} first", yardsticks.display()));
+    }
     for _ in 0..replicas {
         let listen = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_waiver"))
-            .arg("serve")
+        let mut command = match target {
+            Target::Waiver => {
+                let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_waiver"));
+                c.arg("serve");
+                c
+            }
+            Target::Bolt | Target::Botbuilder => {
+                let script = match target {
+                    Target::Bolt => "bolt.js",
+                    _ => "botbuilder.js",
+                };
+                let mut c = std::process::Command::new("node");
+                c.arg(yardsticks.join(script))
+                    .env("PORT", listen.port().to_string())
+                    .env("MicrosoftAppId", APP_ID)
+                    .env("MicrosoftAppPassword", PASSWORD);
+                c
+            }
+        };
+        let child = command
             .env("WAIVER_DATABASE_URL", &db.url)
             .env("WAIVER_GOVERNANCE", &gov_path)
             .env("WAIVER_LISTEN", listen.to_string())
@@ -625,6 +700,33 @@ async fn run() {
     let peak_under_load = reports.iter().map(|r| r.rss_kib).max().unwrap_or(0);
 
     // Every acknowledgement did what it says.
+    if target != Target::Waiver {
+        let stats = yardstick_stats(&http, &bases[0]).await;
+        drop(children);
+        db.remove().await;
+        let committed = stats["in_assessment"].as_u64().unwrap_or(0) as usize;
+        if committed != clicks_ok + invokes_ok {
+            fail(format!(
+                "{clicks_ok} clicks and {invokes_ok} invokes were acknowledged but the yardstick moved {committed} requests: {stats}"
+            ));
+        }
+        print_reports(&Printed {
+            target,
+            db_name: "in memory",
+            replicas,
+            rate,
+            concurrency,
+            reports: &reports,
+            ceiling,
+            idle_kib: &idle_kib,
+            peak_kib: &peak_kib,
+            peak_under_load,
+        });
+        println!(
+            "checked: {commands_sent} modals opened, {committed} state changes made ({clicks_ok} clicks, {invokes_ok} invokes); the yardstick counts {stats}"
+        );
+        return fail_on_errors(&reports);
+    }
     let store = waiver::store::Store::connect(&db.url).await.unwrap();
     let counts = store.counts_by_state().await.unwrap();
     let count = |s: waiver::domain::State| {
@@ -659,14 +761,83 @@ async fn run() {
         ));
     }
 
+    print_reports(&Printed {
+        target,
+        db_name,
+        replicas,
+        rate,
+        concurrency,
+        reports: &reports,
+        ceiling,
+        idle_kib: &idle_kib,
+        peak_kib: &peak_kib,
+        peak_under_load,
+    });
     println!(
-        "\nwaiver load benchmark (cargo bench --bench load): {db_name}, {replicas} replica(s), 2 cores shared with the load generator"
+        "checked: {commands_sent} modals opened, {submissions_ok} requests filed, {committed} state changes committed ({clicks_ok} clicks, {invokes_ok} invokes); Teams signing keys fetched {key_fetches} time(s)"
+    );
+    fail_on_errors(&reports);
+}
+
+fn fail_on_errors(reports: &[Report]) {
+    let errors: usize = reports
+        .iter()
+        .map(|r| r.at_rate.errors + r.flat.errors)
+        .sum();
+    if errors > 0 {
+        for r in reports {
+            for e in r.at_rate.first_errors.iter().chain(&r.flat.first_errors) {
+                eprintln!("{}: {e}", r.name);
+            }
+        }
+        fail(format!(
+            "{errors} requests were not acknowledged as expected"
+        ));
+    }
+}
+
+/// A yardstick's own counts of what it did.
+async fn yardstick_stats(http: &support::Http, base: &str) -> Value {
+    use http_body_util::BodyExt;
+    let resp = http
+        .request(
+            hyper::Request::get(format!("{base}/yardstick/stats"))
+                .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| fail(format!("yardstick stats: {e}")));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap_or_else(|e| fail(format!("yardstick stats: {e}")))
+}
+
+/// What the report table shows.
+struct Printed<'a> {
+    target: Target,
+    db_name: &'a str,
+    replicas: usize,
+    rate: u64,
+    concurrency: usize,
+    reports: &'a [Report],
+    ceiling: Option<f64>,
+    idle_kib: &'a [u64],
+    peak_kib: &'a [u64],
+    peak_under_load: u64,
+}
+
+fn print_reports(p: &Printed<'_>) {
+    let (rate, concurrency) = (p.rate, p.concurrency);
+    println!(
+        "\n{} under load (cargo bench --bench load): {}, {} replica(s), 2 cores shared with the load generator",
+        p.target.name(),
+        p.db_name,
+        p.replicas
     );
     println!(
         "{:<44} {:>9} {:>9} {:>9} {:>11} {:>7}",
         "workload", "p50", "p95", "p99", "throughput", "errors"
     );
-    for r in &reports {
+    for r in p.reports {
         println!(
             "{:<44} {:>9} {:>9} {:>9} {:>9}/s {:>7}",
             format!("{} at {rate}/s (open loop)", r.name),
@@ -686,12 +857,12 @@ async fn run() {
             r.flat.errors
         );
     }
-    if let Some(ceiling) = ceiling {
+    if let Some(ceiling) = p.ceiling {
         println!(
             "{:<44} {:>39.0}/s",
             "bare axum endpoint (ceiling), same connections", ceiling
         );
-        if let Some(c) = reports.iter().find(|r| r.name == "command") {
+        if let Some(c) = p.reports.iter().find(|r| r.name == "command") {
             println!(
                 "slash commands reach {:.0} % of the ceiling",
                 100.0 * c.flat_rate / ceiling
@@ -706,27 +877,10 @@ async fn run() {
     };
     println!(
         "resident memory per replica: idle {}; peak under load {:.1} MB; at the end {}",
-        mb(&idle_kib),
-        peak_under_load as f64 / 1024.0,
-        mb(&peak_kib)
+        mb(p.idle_kib),
+        p.peak_under_load as f64 / 1024.0,
+        mb(p.peak_kib)
     );
-    println!(
-        "checked: {commands_sent} modals opened, {submissions_ok} requests filed, {committed} state changes committed ({clicks_ok} clicks, {invokes_ok} invokes); Teams signing keys fetched {key_fetches} time(s)"
-    );
-    let errors: usize = reports
-        .iter()
-        .map(|r| r.at_rate.errors + r.flat.errors)
-        .sum();
-    if errors > 0 {
-        for r in &reports {
-            for e in r.at_rate.first_errors.iter().chain(&r.flat.first_errors) {
-                eprintln!("{}: {e}", r.name);
-            }
-        }
-        fail(format!(
-            "{errors} requests were not acknowledged as expected"
-        ));
-    }
 }
 
 /// The open-loop phase (half of `seconds` at `rate`), then the flat-out phase.
