@@ -210,14 +210,14 @@ impl Database {
 
     async fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((admin, name)) = self.drop_pg {
-            if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
+        if let Some((admin, name)) = self.drop_pg
+            && let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await
+        {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }

@@ -104,6 +104,30 @@ impl Deliverer {
 
     /// Delivers until `shutdown` turns true, then finishes the batch in flight.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // An embedded database belongs to this one process: the claims it finds were
+        // a killed predecessor's, and waiting out their 60 s lease would only hold
+        // their conversations up. They end after the grace an answer in doubt gets
+        // (twice the call timeout), so that a post still in flight when the process
+        // died can land before the next attempt looks for it. (Replicas on
+        // PostgreSQL cannot tell a dead peer's claim from a live one's; there the
+        // lease runs out.)
+        if self.store.backend() == crate::store::Backend::Sqlite {
+            let grace = self
+                .config
+                .call_timeout
+                .saturating_mul(2)
+                .min(self.config.lease);
+            let until =
+                Timestamp::from_millis(self.clock.now().millis() + grace.as_millis() as i64);
+            match self.store.shorten_claims(until).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    messages = n,
+                    "delivery: a stopped server's claims end after the in-doubt grace"
+                ),
+                Err(e) => tracing::error!(error = %e, "delivery: cannot cut old claims short"),
+            }
+        }
         let mut repaired: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {

@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use common::slack::{APPROVALS, INTAKE, RISK, SECURITY, file, has_buttons, is_about, mentions};
 use common::{App, TestDb, fast_delivery, uid};
-use waiver::domain::State;
+use waiver::domain::{RequestId, State};
 use waiver::fakes::slack::Fault;
 use waiver::fakes::slack::workspace::describe;
 
-fn lifecycles() -> usize {
+/// `WAIVER_CHAOS_LIFECYCLES`, or each test's own short-form count.
+fn lifecycles(short: usize) -> usize {
     std::env::var("WAIVER_CHAOS_LIFECYCLES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(6)
+        .unwrap_or(short)
 }
 
 /// Bot messages in `channel` that are `reference`'s.
@@ -47,7 +48,7 @@ both!(
             ..Default::default()
         };
         let mut app = App::spawn_with(db, options()).await;
-        let n = lifecycles();
+        let n = lifecycles(6);
         let mut done = Vec::new();
         let mut crashed = Vec::new();
         for i in 0..n {
@@ -75,61 +76,172 @@ both!(
             }
             done.push(common::slack::approve_with_conditions_then_mark_done(&app).await);
         }
-        app.drained().await;
-
-        // Every acknowledged action is in the database; the trail verifies.
-        assert!(app.store().verify_audit().await.unwrap().is_ok());
-        for id in &done {
-            let r = app.request(*id).await;
-            assert_eq!(r.state, State::Active, "{id}");
-            assert_eq!(r.reviews.len(), 1, "{id}: one completeness verdict");
-            assert_eq!(r.assessments.len(), 2, "{id}: each assessment once");
-            assert_eq!(r.votes.len(), 1, "{id}: one vote");
-        }
-        for id in &crashed {
-            assert_eq!(app.request(*id).await.state, State::Submitted, "{id}");
-            let reference = id.to_string();
-            app.until("the crashed request's card", |f| {
-                mentions(f, INTAKE, &reference)
-            })
-            .await;
-        }
-        app.drained().await;
-        // Every card exactly once, in its final state, with no live button on a
-        // decided request; every DM once.
-        for id in &done {
-            let reference = id.to_string();
-            for channel in [INTAKE, RISK, SECURITY, APPROVALS] {
-                let cards = posts(&app, channel, &reference);
-                assert_eq!(cards.len(), 1, "{reference} in {channel}: {cards:#?}");
-                assert!(
-                    !has_buttons(&cards[0]),
-                    "{reference} in {channel} has a live button: {}",
-                    describe(&cards[0].blocks)
-                );
-            }
-            assert!(
-                describe(&posts(&app, APPROVALS, &reference)[0].blocks).contains("Approved by")
-            );
-            let active: Vec<_> = app
-                .fake()
-                .dms(&uid("james.carter"))
-                .into_iter()
-                .filter(|m| {
-                    let d = describe(&m.blocks);
-                    d.contains(&reference) && d.contains("is now active")
-                })
-                .collect();
-            assert_eq!(active.len(), 1, "{reference}: told once it is active");
-        }
-        for id in &crashed {
-            let reference = id.to_string();
-            let cards = posts(&app, INTAKE, &reference);
-            assert_eq!(cards.len(), 1, "{reference}: posted once across the crash");
-            assert!(has_buttons(&cards[0]), "still waiting for its review");
-        }
-        // Nothing is left undelivered.
-        assert!(app.store().undelivered(100).await.unwrap().is_empty());
+        check(&app, &done, &crashed).await;
         app.stop().await;
     }
 );
+
+/// After the run: every acknowledged action is in the database and the trail
+/// verifies; every card was posted exactly once, in its final state, with no live
+/// button on a decided request; every DM once; the crashed requests' cards once;
+/// nothing left undelivered.
+async fn check(app: &App, done: &[RequestId], crashed: &[RequestId]) {
+    app.drained().await;
+
+    // Every acknowledged action is in the database; the trail verifies.
+    assert!(app.store().verify_audit().await.unwrap().is_ok());
+    for id in done {
+        let r = app.request(*id).await;
+        assert_eq!(r.state, State::Active, "{id}");
+        assert_eq!(r.reviews.len(), 1, "{id}: one completeness verdict");
+        assert_eq!(r.assessments.len(), 2, "{id}: each assessment once");
+        assert_eq!(r.votes.len(), 1, "{id}: one vote");
+    }
+    for id in crashed {
+        assert_eq!(app.request(*id).await.state, State::Submitted, "{id}");
+        let reference = id.to_string();
+        app.until("the crashed request's card", |f| {
+            mentions(f, INTAKE, &reference)
+        })
+        .await;
+    }
+    app.drained().await;
+    // Every card exactly once, in its final state, with no live button on a
+    // decided request; every DM once.
+    for id in done {
+        let reference = id.to_string();
+        for channel in [INTAKE, RISK, SECURITY, APPROVALS] {
+            let cards = posts(app, channel, &reference);
+            assert_eq!(cards.len(), 1, "{reference} in {channel}: {cards:#?}");
+            assert!(
+                !has_buttons(&cards[0]),
+                "{reference} in {channel} has a live button: {}",
+                describe(&cards[0].blocks)
+            );
+        }
+        assert!(describe(&posts(app, APPROVALS, &reference)[0].blocks).contains("Approved by"));
+        let active: Vec<_> = app
+            .fake()
+            .dms(&uid("james.carter"))
+            .into_iter()
+            .filter(|m| {
+                let d = describe(&m.blocks);
+                d.contains(&reference) && d.contains("is now active")
+            })
+            .collect();
+        assert_eq!(active.len(), 1, "{reference}: told once it is active");
+    }
+    for id in crashed {
+        let reference = id.to_string();
+        let cards = posts(app, INTAKE, &reference);
+        assert_eq!(cards.len(), 1, "{reference}: posted once across the crash");
+        assert!(has_buttons(&cards[0]), "still waiting for its review");
+    }
+    // Nothing is left undelivered.
+    assert!(app.store().undelivered(100).await.unwrap().is_empty());
+}
+
+/// `waiver audit verify`, the binary an auditor runs, on the run's database.
+fn audit_verify_passes(app: &App) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_waiver"));
+    for var in waiver::config::VARIABLES {
+        command.env_remove(var);
+    }
+    let out = command
+        .args(["audit", "verify"])
+        .env("WAIVER_DATABASE_URL", &app.db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "waiver audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fault on the next call of a kind, in turn: 503 (in doubt: the next attempt
+/// waits twice the call timeout, 20 s, then looks for the post first), 429 with
+/// `Retry-After`, a slow answer, a 429 on an update.
+fn inject(app: &App, i: usize) {
+    let fake = app.fake();
+    match i % 4 {
+        0 => fake.fail_next("chat.postMessage", Fault::ServerError(503)),
+        1 => fake.fail_next(
+            "chat.postMessage",
+            Fault::RateLimited {
+                retry_after_secs: 1,
+            },
+        ),
+        2 => fake.fail_next("chat.postMessage", Fault::Hang(Duration::from_millis(1500))),
+        _ => fake.fail_next(
+            "chat.update",
+            Fault::RateLimited {
+                retry_after_secs: 2,
+            },
+        ),
+    }
+}
+
+/// The real `waiver serve` on SQLite, SIGKILLed twice while a post hangs in flight
+/// (Slack applies it after the kill) and started again on the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_server_sigkilled_twice_with_posts_in_flight_loses_and_repeats_nothing() {
+    let db = common::TestDb::sqlite().await;
+    let mut app = App::spawn_processes(db, 1).await;
+    let n = lifecycles(3).max(3);
+    let (mut done, mut crashed) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        inject(&app, i);
+        if i == n / 3 || i == 2 * n / 3 {
+            let posts_before = app.fake().calls_to("chat.postMessage").len();
+            app.fake()
+                .fail_next("chat.postMessage", Fault::Hang(Duration::from_secs(3)));
+            let id = file(&app, "Filed just before a SIGKILL").await;
+            app.until("a post in flight", |f| {
+                f.calls_to("chat.postMessage").len() > posts_before
+            })
+            .await;
+            app.kill_and_restart(0).await;
+            crashed.push(id);
+        }
+        done.push(common::slack::approve_with_conditions_then_mark_done(&app).await);
+    }
+    check(&app, &done, &crashed).await;
+    audit_verify_passes(&app);
+    app.stop().await;
+}
+
+/// Two real `waiver serve` replicas on one PostgreSQL database, requests spread over
+/// both; one is SIGKILLed mid-run and the other carries on alone, then is SIGKILLed
+/// and restarted itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_real_replicas_on_postgres_one_sigkilled_the_other_carries_on() {
+    let Some(db) = common::TestDb::postgres().await else {
+        return;
+    };
+    let mut app = App::spawn_processes(db, 2).await;
+    let n = lifecycles(4).max(4);
+    let mut done = Vec::new();
+    let mut alive = [true, true];
+    for i in 0..n {
+        // Between lifecycles, once all is delivered: a claim a killed replica held
+        // would wait out its lease (60 s) before the other takes it.
+        if i == n / 2 {
+            app.drained().await;
+            app.kill(0);
+            alive[0] = false;
+        }
+        if i == n - 1 {
+            app.drained().await;
+            app.kill_and_restart(1).await;
+        }
+        let replica = if alive[i % 2] { i % 2 } else { 1 };
+        app.use_replica(replica);
+        inject(&app, i);
+        done.push(common::slack::approve_with_conditions_then_mark_done(&app).await);
+    }
+    check(&app, &done, &[]).await;
+    audit_verify_passes(&app);
+    app.stop().await;
+}

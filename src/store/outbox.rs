@@ -199,6 +199,19 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Cuts every claim on pending messages short, to end by `until` (at start on an
+    /// embedded database, whose claims can only be a stopped predecessor's). In-doubt
+    /// marks stay, so that the next attempt first looks for a post that landed.
+    pub async fn shorten_claims(&self, until: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE outbox SET lease_until = $1 WHERE status = 'pending' AND lease_until > $1",
+        )
+        .bind(until.millis())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The conversation queues (for operators and tests): platform, target, next due.
     pub async fn outbox_queues(&self) -> Result<Vec<(String, String, Timestamp)>> {
         let rows = sqlx::query(

@@ -260,6 +260,13 @@ pub struct App {
     pub ws: waiver::fakes::slack::workspace::Workspace,
     pub clock: waiver::clock::Clock,
     pub running: Option<waiver::app::Running>,
+    /// In process mode ([`App::spawn_processes`]): the `waiver serve` children (a
+    /// killed one is `None`) and a store of the test's own on their database.
+    pub processes: Vec<Option<Served>>,
+    pub process_store: Option<Store>,
+    /// How long [`App::until`] and [`App::drained`] wait: a real server's delivery
+    /// keeps its production timings (an answer in doubt waits 20 s before a retry).
+    pub patience: std::time::Duration,
     pub db: TestDb,
     /// Applied to the configuration at every start (and restart).
     pub edit: ConfigEdit,
@@ -354,6 +361,9 @@ impl App {
             ws,
             clock,
             running: Some(running),
+            processes: Vec::new(),
+            process_store: None,
+            patience: std::time::Duration::from_secs(10),
             db,
             edit,
         }
@@ -403,6 +413,9 @@ impl App {
             ws,
             clock,
             running: Some(running),
+            processes: Vec::new(),
+            process_store: None,
+            patience: std::time::Duration::from_secs(10),
             db,
             edit,
         }
@@ -442,7 +455,10 @@ impl App {
 
     /// The running server's database, to read what it wrote.
     pub fn store(&self) -> &Store {
-        &self.running.as_ref().unwrap().store
+        match &self.running {
+            Some(r) => &r.store,
+            None => self.process_store.as_ref().expect("a server"),
+        }
     }
 
     /// Request `id` as stored now.
@@ -454,14 +470,9 @@ impl App {
         &self.ws.slack
     }
 
-    /// Polls until `pred` holds (5 s at most); panics with `what` otherwise.
+    /// Polls until `pred` holds ([`App::patience`] at most); panics with `what` otherwise.
     pub async fn until(&self, what: &str, pred: impl Fn(&waiver::fakes::slack::FakeSlack) -> bool) {
-        if !self
-            .ws
-            .slack
-            .wait_for(std::time::Duration::from_secs(10), pred)
-            .await
-        {
+        if !self.ws.slack.wait_for(self.patience, pred).await {
             let store = self.store();
             let undelivered: Vec<String> = store
                 .outbox()
@@ -481,8 +492,22 @@ impl App {
                     )
                 })
                 .collect();
+            let calls: Vec<String> = self
+                .ws
+                .slack
+                .calls()
+                .iter()
+                .rev()
+                .take(12)
+                .map(|c| {
+                    format!(
+                        "{} {} {:?} {}",
+                        c.method, c.status, c.error, c.body["channel"]
+                    )
+                })
+                .collect();
             panic!(
-                "timed out waiting for: {what}\nundelivered: {undelivered:#?}\nqueues: {:?}",
+                "timed out waiting for: {what}\nundelivered: {undelivered:#?}\nqueues: {:?}\nlast Slack calls: {calls:#?}",
                 store.outbox_queues().await
             );
         }
@@ -490,7 +515,7 @@ impl App {
 
     /// Waits until every queued message was handled.
     pub async fn drained(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + self.patience;
         loop {
             let counts = self.store().outbox_counts().await.unwrap();
             if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
@@ -532,5 +557,130 @@ impl App {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+        for i in 0..self.processes.len() {
+            self.kill(i);
+        }
+    }
+
+    /// `replicas` real `waiver serve` processes (the binary, as operators run it) on
+    /// `db`, against a fake Slack on the system clock (the children's), each on an
+    /// address of its own that it keeps across restarts. Requests go to replica 0
+    /// until [`App::use_replica`] says otherwise.
+    pub async fn spawn_processes(db: TestDb, replicas: usize) -> App {
+        let clock = waiver::clock::Clock::System;
+        let fake = waiver::fakes::slack::FakeSlack::start_at(
+            BOT_TOKEN,
+            waiver::fakes::slack::DEFAULT_TEAM_ID,
+            clock.clone(),
+        )
+        .await;
+        let store = db.store().await;
+        let mut processes = Vec::new();
+        for _ in 0..replicas {
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            processes.push(Some(Served::start(&db, &fake, addr).await));
+        }
+        let addr = processes[0].as_ref().unwrap().addr;
+        App {
+            ws: waiver::fakes::slack::workspace::Workspace::new(
+                fake,
+                addr,
+                waiver::config::Secret::new(SIGNING_SECRET),
+            ),
+            clock,
+            running: None,
+            processes,
+            process_store: Some(store),
+            patience: std::time::Duration::from_secs(60),
+            db,
+            edit: std::sync::Arc::new(|_| {}),
+        }
+    }
+
+    /// Sends what follows to replica `i`.
+    pub fn use_replica(&mut self, i: usize) {
+        let addr = self.processes[i].as_ref().expect("a live replica").addr;
+        self.ws.retarget(addr);
+    }
+
+    /// SIGKILLs replica `i`: no shutdown, no finishing what it was doing.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut served) = self.processes[i].take() {
+            let _ = served.child.kill();
+            let _ = served.child.wait();
+        }
+    }
+
+    /// SIGKILLs replica `i` (if it runs) and starts it again on its address.
+    pub async fn kill_and_restart(&mut self, i: usize) {
+        let addr = self.processes[i].as_ref().map(|p| p.addr);
+        self.kill(i);
+        let addr = addr.expect("a replica to restart");
+        self.processes[i] = Some(Served::start(&self.db, &self.ws.slack, addr).await);
+    }
+}
+
+/// A `waiver serve` child process.
+pub struct Served {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Served {
+    async fn start(
+        db: &TestDb,
+        fake: &waiver::fakes::slack::FakeSlack,
+        addr: std::net::SocketAddr,
+    ) -> Served {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_waiver"));
+        // Waiver's own variables only: the rest (libfaketime's) stays.
+        for var in waiver::config::VARIABLES {
+            command.env_remove(var);
+        }
+        let child = command
+            .arg("serve")
+            .env("WAIVER_DATABASE_URL", &db.url)
+            .env(
+                "WAIVER_GOVERNANCE",
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/governance.toml"),
+            )
+            .env("WAIVER_LISTEN", addr.to_string())
+            .env("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+            .env("SLACK_API_URL", fake.api_url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("waiver serve starts");
+        let served = Served { child, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = conn
+                    .write_all(b"GET /readyz HTTP/1.1\r\nhost: waiver\r\nconnection: close\r\n\r\n")
+                    .await;
+                let mut answer = Vec::new();
+                let _ = conn.read_to_end(&mut answer).await;
+                if answer.starts_with(b"HTTP/1.1 200") {
+                    return served;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waiver serve did not become ready on {addr}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
