@@ -18,7 +18,7 @@ use waiver::export::{self, Format};
 use waiver::{app, governance};
 
 /// glibc's allocator spent over a third of the CPU under load (measured with perf
-/// during `cargo bench --bench ack`); jemalloc serves the same allocation pattern
+/// during the acknowledgement benchmark, now `cargo bench --bench load`); jemalloc serves the same allocation pattern
 /// far cheaper.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
