@@ -12,10 +12,14 @@ mod common;
 use std::time::Duration;
 
 use common::slack::{APPROVALS, INTAKE, RISK, SECURITY, file, has_buttons, is_about, mentions};
+use common::teams::{
+    TeamsApp, approve_with_conditions_then_mark_done, channel, chat_of, execute, post_in, state_of,
+};
 use common::{App, TestDb, fast_delivery, uid};
 use waiver::domain::{RequestId, State};
 use waiver::fakes::slack::Fault;
 use waiver::fakes::slack::workspace::describe;
+use waiver::fakes::teams::tenant::{action_data, describe as card_text};
 
 /// `WAIVER_CHAOS_LIFECYCLES`, or each test's own short-form count.
 fn lifecycles(short: usize) -> usize {
@@ -245,3 +249,196 @@ async fn two_real_replicas_on_postgres_one_sigkilled_the_other_carries_on() {
     audit_verify_passes(&app);
     app.stop().await;
 }
+
+/// The Teams half: a fault on the next Bot Connector call of a kind, in turn: 429
+/// with `Retry-After`, 412 (Teams busy with the conversation), 503 and 500 (not
+/// applied; in doubt), a slow post within the call timeout, and a slow update past it
+/// (applied late; updating in place again is harmless).
+fn inject_teams(app: &TeamsApp, i: usize) {
+    use waiver::fakes::teams::Fault;
+    let fake = app.fake();
+    match i % 6 {
+        0 => fake.fail_next(
+            "post",
+            Fault::RateLimited {
+                retry_after_secs: 1,
+            },
+        ),
+        1 => fake.fail_next("post", Fault::Status(412)),
+        2 => fake.fail_next("post", Fault::Status(503)),
+        3 => fake.fail_next("update", Fault::Status(500)),
+        4 => fake.fail_next("post", Fault::Hang(Duration::from_millis(200))),
+        _ => fake.fail_next("update", Fault::Hang(Duration::from_millis(900))),
+    }
+}
+
+/// Whether a Teams card still offers a workflow action.
+fn live(activity: &serde_json::Value) -> bool {
+    [
+        "Complete",
+        "Send back…",
+        "Assess…",
+        "Approve…",
+        "Reject…",
+        "Mark 1 done",
+    ]
+    .iter()
+    .any(|t| action_data(activity, t).is_some())
+}
+
+/// Waits until every pending message has had its attempt recorded (a failed one
+/// waits for its retry): no delivery is in flight.
+async fn settled(app: &TeamsApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = app.store().outbox().await.unwrap();
+        let pending = rows
+            .iter()
+            .filter(|r| r.status == waiver::store::OutboxStatus::Pending);
+        if pending.clone().all(|r| r.last_error.is_some()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a delivery never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+both!(
+    teams_lifecycles_under_faults_and_crashes_lose_nothing_and_post_everything_once,
+    |db: TestDb| async move {
+        use waiver::fakes::teams::Fault;
+        let options = || waiver::app::Options {
+            delivery: waiver::delivery::DeliveryConfig {
+                lease: Duration::from_secs(2),
+                ..common::teams::options().delivery
+            },
+            ..common::teams::options()
+        };
+        let mut app = TeamsApp::spawn_with(db, options(), &[]).await;
+        let n = lifecycles(6);
+        let (mut done, mut crashed) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            inject_teams(&app, i);
+            if i == n / 3 {
+                // Filed; its card and receipt fail with 503 and wait to be tried again
+                // when the server dies; the restarted one's first token request fails.
+                app.fake().fail_next("post", Fault::Status(503));
+                app.fake().fail_next("post", Fault::Status(503));
+                let id = common::teams::file(&app, "Filed just before a crash").await;
+                app.until("both posts refused", |f| {
+                    f.calls_of("post")
+                        .iter()
+                        .filter(|c| c.status == 503)
+                        .count()
+                        >= 2
+                })
+                .await;
+                settled(&app).await;
+                app.fake().fail_next("token", Fault::Status(503));
+                app.crash_and_restart(options()).await;
+                crashed.push(id);
+            }
+            if i == 2 * n / 3 {
+                // Completed: the intake card's update hangs past the call timeout and is
+                // in flight at the crash (Teams applies it anyway); the posts it brings
+                // are refused, so none of them has landed unrecorded.
+                let id = common::teams::file(&app, "Completed just before a crash").await;
+                let reference = id.to_string();
+                let card = post_in(&app, &channel("ai-intake"), &reference).await;
+                app.drained().await;
+                app.fake()
+                    .fail_next("update", Fault::Hang(Duration::from_millis(1500)));
+                for _ in 0..6 {
+                    app.fake().fail_next("post", Fault::Status(503));
+                }
+                execute(&app, "noah.fischer", &card.activity, "Complete").await;
+                app.until("the assessment posts refused", |f| {
+                    f.calls_of("post")
+                        .iter()
+                        .filter(|c| c.status == 503)
+                        .count()
+                        >= 4
+                })
+                .await;
+                app.crash_and_restart(options()).await;
+                crashed.push(id);
+            }
+            let title = format!("Lifecycle {i}");
+            done.push(approve_with_conditions_then_mark_done(&app, &title).await);
+        }
+        app.drained().await;
+
+        // Every acknowledged action is in the database; the trail verifies.
+        assert!(app.store().verify_audit().await.unwrap().is_ok());
+        for id in &done {
+            let r = app.store().load(*id).await.unwrap().unwrap();
+            assert_eq!(r.state, State::Active, "{id}");
+            assert_eq!(r.reviews.len(), 1, "{id}: one completeness verdict");
+            assert_eq!(r.assessments.len(), 2, "{id}: each assessment once");
+            assert_eq!(r.votes.len(), 1, "{id}: one vote");
+        }
+        let (filed, completed) = (crashed[0], crashed[1]);
+        assert_eq!(state_of(&app, filed).await, State::Submitted);
+        assert_eq!(state_of(&app, completed).await, State::InAssessment);
+        // Every card exactly once, in its final state; every DM once.
+        let once = |conversation: &str, needle: &str| {
+            let found = app.posts(conversation, needle);
+            let shown: Vec<String> = found.iter().map(|p| card_text(&p.activity)).collect();
+            assert_eq!(found.len(), 1, "{needle} in {conversation}: {shown:#?}");
+            found.into_iter().next().unwrap()
+        };
+        for id in &done {
+            let reference = id.to_string();
+            // A card opens with its request's reference and title.
+            let heading = format!("{reference} · ");
+            for role in ["ai-intake", "risk", "security", "department-heads"] {
+                let card = once(&channel(role), &heading);
+                assert!(
+                    !live(&card.activity),
+                    "{reference} in {role} has a live button: {}",
+                    card_text(&card.activity)
+                );
+            }
+            let decided = once(&channel("department-heads"), &heading);
+            assert!(card_text(&decided.activity).contains("Approved by Carlos Mendes"));
+            let james = chat_of(&app, "james.carter").unwrap();
+            once(&james, &format!("{reference} was filed"));
+            let active: Vec<_> = app
+                .posts(&james, &reference)
+                .into_iter()
+                .filter(|p| card_text(&p.activity).contains("is now active"))
+                .collect();
+            assert_eq!(active.len(), 1, "{reference}: told once it is active");
+            let marcus = chat_of(&app, "marcus.webb").unwrap();
+            let checklist = once(&marcus, &format!("{reference} · conditions to complete"));
+            assert!(!live(&checklist.activity), "the checklist is done");
+        }
+        let card = once(&channel("ai-intake"), &format!("{filed} · "));
+        assert!(live(&card.activity), "still waiting for its review");
+        let card = once(&channel("ai-intake"), &format!("{completed} · "));
+        assert!(!live(&card.activity), "closed in place across the crash");
+        for role in ["risk", "security"] {
+            let card = once(&channel(role), &format!("{completed} · "));
+            assert!(live(&card.activity), "{role} has yet to assess");
+        }
+        // Nothing is left undelivered, and every fault was met.
+        assert!(app.store().undelivered(100).await.unwrap().is_empty());
+        let calls = app.fake().calls();
+        for (kind, status) in [
+            ("post", 429),
+            ("post", 412),
+            ("post", 503),
+            ("update", 500),
+            ("token", 503),
+        ] {
+            assert!(
+                calls.iter().any(|c| c.kind == kind && c.status == status),
+                "no {kind} answered {status}"
+            );
+        }
+        app.stop().await;
+    }
+);

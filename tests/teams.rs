@@ -5,92 +5,10 @@
 mod common;
 
 use common::TestDb;
-use common::teams::{TeamsApp, channel, member};
-use serde_json::{Value, json};
+use common::teams::*;
+use serde_json::json;
 use waiver::domain::State;
 use waiver::fakes::teams::tenant::{action_data, describe};
-
-/// The last reply the bot posted in `who`'s personal chat.
-async fn last_reply(app: &TeamsApp, who: &str, needle: &str) -> Value {
-    let chat = format!("a:chat-{}", member(who).aad_object_id);
-    app.until("the bot answers", |f| {
-        f.conversation(&chat)
-            .iter()
-            .any(|p| describe(&p.activity).contains(needle))
-    })
-    .await;
-    app.fake()
-        .conversation(&chat)
-        .into_iter()
-        .rev()
-        .find(|p| describe(&p.activity).contains(needle))
-        .unwrap()
-        .activity
-}
-
-/// The dialog card in a `task/fetch` or `task/submit` answer.
-fn dialog_card(answer: &Value) -> &Value {
-    assert_eq!(answer["task"]["type"], "continue", "{answer}");
-    &answer["task"]["value"]["card"]["content"]
-}
-
-/// `who` submits the dialog `card` with `values` (field id → string).
-async fn submit(app: &TeamsApp, who: &str, card: &Value, values: &[(&str, &str)]) -> Value {
-    let reply = app.tenant.submit_dialog(&member(who), card, values).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
-}
-
-fn intake(app: &TeamsApp, title: &str) -> Vec<(&'static str, String)> {
-    let today = app.now().date();
-    vec![
-        ("title", title.to_string()),
-        ("policy", "aiup".into()),
-        ("exception_type", "tool_adoption".into()),
-        ("ai_system", "CodeHelper Pro".into()),
-        (
-            "justification",
-            "Speeds up test writing for the ingestion team.".into(),
-        ),
-        ("scope_departments", "engineering".into()),
-        ("scope_users", "12 engineers".into()),
-        ("data_categories", "internal".into()),
-        ("regions", "us".into()),
-        ("department", "engineering".into()),
-        ("start", today.to_string()),
-        ("end", (today + chrono::Days::new(120)).to_string()),
-        ("controls", "No customer data in prompts.".into()),
-        ("business_owner", member("marcus.webb").aad_object_id),
-    ]
-}
-
-/// James files a request through `ai-exception` and the dialog it opens.
-async fn file(app: &TeamsApp, title: &str) -> waiver::domain::RequestId {
-    let james = member("james.carter");
-    let reply = app.tenant.say(&james, "ai-exception").await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let offer = last_reply(app, "james.carter", "Open: AI policy exception").await;
-    let data =
-        action_data(&offer, "Open: AI policy exception").expect("a button that opens the form");
-    let reply = app
-        .tenant
-        .invoke(&james, "task/fetch", json!({ "data": data }))
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let answer = reply.json();
-    let card = dialog_card(&answer).clone();
-    assert!(describe(&card).contains("Business justification: ____"));
-    let values = intake(app, title);
-    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let done = submit(app, "james.carter", &card, &pairs).await;
-    assert_eq!(done["task"]["type"], "message", "{done}");
-    let mine = app
-        .store()
-        .requests_by(&common::p("james.carter"), 100)
-        .await
-        .unwrap();
-    mine.iter().find(|s| s.title == title).expect("filed").id
-}
 
 both!(
     help_and_list_answer_in_the_personal_chat,
@@ -335,107 +253,6 @@ both!(
     }
 );
 
-/// The conversation of the bot's chat with `who`: the one they opened by messaging
-/// the bot, or the one the bot opened to reach them.
-fn chat_of(app: &TeamsApp, who: &str) -> Option<String> {
-    let m = member(who);
-    let typed = format!("a:chat-{}", m.aad_object_id);
-    if !app.fake().conversation(&typed).is_empty() {
-        return Some(typed);
-    }
-    app.fake().personal(&m.id())
-}
-
-/// The post in `conversation` mentioning `needle`, once there is one (the latest).
-async fn post_in(app: &TeamsApp, conversation: &str, needle: &str) -> waiver::fakes::teams::Posted {
-    app.until(
-        &format!("a post mentioning {needle:?} in {conversation}"),
-        |_| !app.posts(conversation, needle).is_empty(),
-    )
-    .await;
-    app.posts(conversation, needle).pop().unwrap()
-}
-
-/// A DM to `who` mentioning `needle`.
-async fn dm(app: &TeamsApp, who: &str, needle: &str) -> waiver::fakes::teams::Posted {
-    app.until(&format!("a DM to {who} mentioning {needle:?}"), |_| {
-        chat_of(app, who).is_some_and(|c| !app.posts(&c, needle).is_empty())
-    })
-    .await;
-    let chat = chat_of(app, who).unwrap();
-    app.posts(&chat, needle).pop().unwrap()
-}
-
-/// `who` clicks the form button `title` on `post`: the dialog's card.
-async fn open(app: &TeamsApp, who: &str, post: &Value, title: &str) -> Value {
-    let data =
-        action_data(post, title).unwrap_or_else(|| panic!("no {title} on {}", describe(post)));
-    assert_eq!(
-        data["msteams"]["type"], "task/fetch",
-        "{title} opens a dialog"
-    );
-    let reply = app
-        .tenant
-        .invoke(&member(who), "task/fetch", json!({ "data": data }))
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    dialog_card(&reply.json()).clone()
-}
-
-/// `who` clicks the button `title` on `post` that acts at once: the invoke's answer.
-async fn execute(app: &TeamsApp, who: &str, post: &Value, title: &str) -> Value {
-    let data =
-        action_data(post, title).unwrap_or_else(|| panic!("no {title} on {}", describe(post)));
-    let reply = app
-        .tenant
-        .invoke(
-            &member(who),
-            "adaptiveCard/action",
-            json!({ "action": { "type": "Action.Execute", "verb": data["action"], "data": data } }),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
-}
-
-async fn state_of(app: &TeamsApp, id: waiver::domain::RequestId) -> State {
-    app.store().load(id).await.unwrap().unwrap().state
-}
-
-fn aad(who: &str) -> String {
-    member(who).aad_object_id
-}
-
-/// Filed, complete, assessed low (risk 1×2, security 2×2): awaiting Carlos' decision.
-async fn awaiting_decision(app: &TeamsApp, title: &str) -> (waiver::domain::RequestId, Value) {
-    let id = file(app, title).await;
-    let reference = id.to_string();
-    let card = post_in(app, &channel("ai-intake"), &reference).await;
-    execute(app, "noah.fischer", &card.activity, "Complete").await;
-    for (who, role, l, i) in [
-        ("omar.haddad", "risk", "1", "2"),
-        ("tomas.novak", "security", "2", "2"),
-    ] {
-        let card = post_in(app, &channel(role), &reference).await;
-        let form = open(app, who, &card.activity, "Assess…").await;
-        let done = submit(
-            app,
-            who,
-            &form,
-            &[
-                ("findings", "Vendor keeps prompts for 30 days."),
-                ("likelihood", l),
-                ("impact", i),
-                ("recommendation", "approve_with_conditions"),
-            ],
-        )
-        .await;
-        assert_eq!(done["task"]["type"], "message", "{who}: {done}");
-    }
-    let decision = post_in(app, &channel("department-heads"), &reference).await;
-    (id, decision.activity)
-}
-
 both!(
     approve_with_conditions_then_mark_done_makes_it_active,
     |db: TestDb| async move {
@@ -511,16 +328,6 @@ both!(
         app.stop().await;
     }
 );
-
-fn channel_of_department(department: &str) -> String {
-    common::gov()
-        .form
-        .departments
-        .iter()
-        .find(|d| d.id.as_str() == department)
-        .and_then(|d| d.channels.teams.clone())
-        .expect("the department has a Teams channel")
-}
 
 both!(
     send_back_then_update_in_the_dialog_makes_a_new_version,
