@@ -302,7 +302,12 @@ impl Deliverer {
     ) -> Option<Result<Option<crate::message::Posted>, Failure>> {
         let m = &row.outgoing;
         let surface = surface.filter(|s| row.in_doubt && row.attempts > 1 && s.is_paced(m))?;
-        let found = surface.find(m, row.id, row.created_at).await;
+        // From when it was queued or first tried, whichever came first by this
+        // server's clock (a sweep at another instant queues with that instant).
+        let since = row
+            .first_attempt_at
+            .map_or(row.created_at, |t| t.min(row.created_at));
+        let found = surface.find(m, row.id, since).await;
         self.store.metrics().in_doubt_lookup(
             m.platform.as_str(),
             match &found {

@@ -177,7 +177,7 @@ pub struct Change<'a> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let files: [(i64, &'static str, &'static str, &'static str); 9] = [
+    let files: [(i64, &'static str, &'static str, &'static str); 10] = [
         (
             1,
             "init",
@@ -231,6 +231,12 @@ fn migrator(backend: Backend) -> Migrator {
             "register dimensions",
             include_str!("../../migrations/sqlite/0009_register.sql"),
             include_str!("../../migrations/postgres/0009_register.sql"),
+        ),
+        (
+            10,
+            "first attempts",
+            include_str!("../../migrations/sqlite/0010_first_attempt.sql"),
+            include_str!("../../migrations/postgres/0010_first_attempt.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -84,6 +84,8 @@ pub struct Claimed {
     /// An earlier attempt ended without a definite answer (crash, timeout): the
     /// message may already be in the channel.
     pub in_doubt: bool,
+    /// When the first attempt began (`None` for a first attempt).
+    pub first_attempt_at: Option<Timestamp>,
 }
 
 /// How a delivery attempt ended.
@@ -123,14 +125,14 @@ impl Store {
         // message (index seek); a leased head is being delivered by someone else.
         let select = match self.backend {
             super::Backend::Postgres => {
-                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox_queues q \
+                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt, o.first_attempt_at FROM outbox_queues q \
                  JOIN outbox o ON o.id = (SELECT MIN(e.id) FROM outbox e WHERE e.platform = q.platform \
                    AND e.target = q.target AND e.status = 'pending') \
                  WHERE q.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1) \
                  ORDER BY q.next_attempt_at LIMIT $2 FOR UPDATE OF o SKIP LOCKED"
             }
             super::Backend::Sqlite => {
-                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt FROM outbox_queues q \
+                "SELECT o.id, o.created_at, o.payload, o.attempts, o.in_doubt, o.first_attempt_at FROM outbox_queues q \
                  JOIN outbox o ON o.id = (SELECT MIN(e.id) FROM outbox e WHERE e.platform = q.platform \
                    AND e.target = q.target AND e.status = 'pending') \
                  WHERE q.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1) \
@@ -151,17 +153,23 @@ impl Store {
                 outgoing: parse("outbox payload", r.try_get::<&str, _>("payload")?)?,
                 attempts: r.try_get::<i64, _>("attempts")? as u32 + 1,
                 in_doubt: r.try_get::<i64, _>("in_doubt")? != 0,
+                first_attempt_at: r
+                    .try_get::<Option<i64>, _>("first_attempt_at")?
+                    .map(Timestamp::from_millis),
             });
         }
         let ids: Vec<i64> = out.iter().map(|c| c.id).collect();
         for chunk in ids.chunks(32) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
             // The SQL text holds only placeholders.
             let sql = format!(
-                "UPDATE outbox SET lease_until = $1, attempts = attempts + 1, in_doubt = 1 WHERE id IN ({})",
+                "UPDATE outbox SET lease_until = $1, attempts = attempts + 1, in_doubt = 1, \
+                 first_attempt_at = COALESCE(first_attempt_at, $2) WHERE id IN ({})",
                 list.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now.millis() + lease_ms);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now.millis() + lease_ms)
+                .bind(now.millis());
             for id in chunk {
                 q = q.bind(*id);
             }

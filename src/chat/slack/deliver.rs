@@ -172,7 +172,8 @@ impl SlackDelivery {
         };
         let req = SlackApiConversationsHistoryRequest::new()
             .with_channel(SlackChannelId::new(channel.clone()))
-            .with_oldest(ts_of(Timestamp::from_millis(since.millis() - 1000)))
+            // A minute's margin for the difference between this host's clock and Slack's.
+            .with_oldest(ts_of(Timestamp::from_millis(since.millis() - 60_000)))
             .with_include_all_metadata(true)
             .with_limit(200);
         let resp = self.call(session.conversations_history(&req)).await?;
