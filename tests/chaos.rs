@@ -479,6 +479,7 @@ both!(
             let card = once(&channel(role), &format!("{completed} · "));
             assert!(live(&card.activity), "{role} has yet to assess");
         }
+        teams_expiry_reminders_under_faults_and_a_crash(&mut app, &done, options()).await;
         // Nothing is left undelivered, and every fault was met.
         assert!(app.store().undelivered(100).await.unwrap().is_empty());
         let calls = app.fake().calls();
@@ -497,3 +498,66 @@ both!(
         app.stop().await;
     }
 );
+
+/// The Teams half of [`expiry_reminders_under_faults_and_a_crash`]: the digests of
+/// the second lead time are refused (503) and wait for their retry when the server
+/// crashes (a Teams post in flight at a crash cannot be looked up afterwards).
+async fn teams_expiry_reminders_under_faults_and_a_crash(
+    app: &mut TeamsApp,
+    done: &[RequestId],
+    options: waiver::app::Options,
+) {
+    use waiver::fakes::teams::Fault;
+    let mut expiry = 0;
+    for id in done {
+        let r = app.store().load(*id).await.unwrap().unwrap();
+        expiry = expiry.max(r.grant.unwrap().expires_at.millis());
+    }
+    let mut options = Some(options);
+    for (k, days) in [30, 7, 1].into_iter().enumerate() {
+        let at = waiver::domain::Timestamp::from_millis(expiry - days * 86_400_000 + 60_000);
+        inject_teams(app, k);
+        if k == 1 {
+            app.fake().fail_next("post", Fault::Status(503));
+            app.fake().fail_next("post", Fault::Status(503));
+        }
+        let report = app.service().sweep(at, false).await.unwrap();
+        for id in done {
+            assert!(
+                report.reminders.iter().any(|(r, _, _)| r == &Some(*id)),
+                "{id}: reminded {days} days before it expires"
+            );
+        }
+        if k == 1 {
+            settled(app).await;
+            app.crash_and_restart(options.take().unwrap()).await;
+        }
+        let again = app.service().sweep(at, false).await.unwrap();
+        assert!(again.reminders.is_empty(), "{:?}", again.reminders);
+    }
+    app.drained().await;
+    // One digest per person per lead time, each naming every request once.
+    for person in ["james.carter", "marcus.webb"] {
+        let chat = chat_of(app, person).unwrap();
+        let digests: Vec<String> = app
+            .posts(&chat, "Renew it to keep using it")
+            .iter()
+            .map(|p| card_text(&p.activity))
+            .collect();
+        assert_eq!(digests.len(), 3, "{person}: {digests:#?}");
+        for (digest, left) in digests.iter().zip(["29 days", "6 days", "24 hours"]) {
+            assert_eq!(
+                digest.matches(&format!("expires in {left}")).count(),
+                done.len(),
+                "{digest}"
+            );
+            for id in done {
+                assert_eq!(
+                    digest.matches(&format!("{id} \"")).count(),
+                    1,
+                    "{person}: {digest}"
+                );
+            }
+        }
+    }
+}
