@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use common::slack::{APPROVALS, INTAKE, RISK, SECURITY, file, has_buttons, is_about, mentions};
 use common::teams::{
-    TeamsApp, approve_with_conditions_then_mark_done, channel, chat_of, execute, post_in, state_of,
+    TeamsApp, approve_with_conditions_then_mark_done, channel, chat_of, execute, member, post_in,
+    state_of,
 };
 use common::{App, TestDb, fast_delivery, uid};
 use waiver::domain::{RequestId, State};
@@ -373,16 +374,19 @@ both!(
             ..common::teams::options()
         };
         let mut app = TeamsApp::spawn_with(db, options(), &[]).await;
-        let n = lifecycles(6);
+        let n = lifecycles(6).max(6);
         let (mut done, mut crashed) = (Vec::new(), Vec::new());
+        let mut in_flight = None;
         for i in 0..n {
             inject_teams(&app, i);
             if i == n / 3 {
                 // Filed; its card and receipt fail with 503 and wait to be tried again
                 // when the server dies; the restarted one's first token request fails.
+                let form = common::teams::intake_form(&app).await;
+                app.drained().await;
                 app.fake().fail_next("post", Fault::Status(503));
                 app.fake().fail_next("post", Fault::Status(503));
-                let id = common::teams::file(&app, "Filed just before a crash").await;
+                let id = common::teams::file_in(&app, &form, "Filed just before a crash").await;
                 app.until("both posts refused", |f| {
                     f.calls_of("post")
                         .iter()
@@ -395,6 +399,22 @@ both!(
                 app.fake().fail_next("token", Fault::Status(503));
                 app.crash_and_restart(options()).await;
                 crashed.push(id);
+            }
+            if i == n / 2 {
+                // Filed; its first post hangs and is in flight at the crash, applied by
+                // Teams afterwards. The Bot Connector cannot be asked whether it
+                // landed, so the restarted server posts it again: the one case where
+                // Teams may show a message twice. Then it is completed.
+                let form = common::teams::intake_form(&app).await;
+                app.drained().await;
+                app.fake()
+                    .fail_next("post", Fault::Hang(Duration::from_millis(1500)));
+                let id = common::teams::file_in(&app, &form, "Posted during a crash").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                app.crash_and_restart(options()).await;
+                let card = post_in(&app, &channel("ai-intake"), &format!("{id} · ")).await;
+                execute(&app, "noah.fischer", &card.activity, "Complete").await;
+                in_flight = Some(id);
             }
             if i == 2 * n / 3 {
                 // Completed: the intake card's update hangs past the call timeout and is
@@ -434,6 +454,36 @@ both!(
             assert_eq!(r.reviews.len(), 1, "{id}: one completeness verdict");
             assert_eq!(r.assessments.len(), 2, "{id}: each assessment once");
             assert_eq!(r.votes.len(), 1, "{id}: one vote");
+        }
+        // The post in flight at the crash: there once or twice. Every copy, viewed,
+        // shows the request as it now stands (the card's refresh action), with no
+        // live button for the completeness review it is past.
+        let in_flight = in_flight.unwrap();
+        let copies = app.posts(&channel("ai-intake"), &format!("{in_flight} · "));
+        let james = chat_of(&app, "james.carter").unwrap();
+        let receipts = app.posts(&james, &format!("{in_flight} was filed"));
+        assert!((1..=2).contains(&copies.len()), "{copies:#?}");
+        assert!((1..=2).contains(&receipts.len()), "{receipts:#?}");
+        assert_eq!(
+            copies.len() + receipts.len(),
+            3,
+            "only the post in flight twice"
+        );
+        eprintln!(
+            "the post in flight at the crash: card shown {} time(s), receipt {}",
+            copies.len(),
+            receipts.len()
+        );
+        for copy in &copies {
+            let shown = app.tenant.view(&member("noah.fischer"), copy).await;
+            assert!(!live(&shown), "{}", card_text(&shown));
+            assert!(card_text(&shown).contains("Marked complete by Noah Fischer"));
+        }
+        for role in ["risk", "security"] {
+            app.until("the assessment card", |_| {
+                app.posts(&channel(role), &format!("{in_flight} · ")).len() == 1
+            })
+            .await;
         }
         let (filed, completed) = (crashed[0], crashed[1]);
         assert_eq!(state_of(&app, filed).await, State::Submitted);

@@ -6,7 +6,7 @@ mod common;
 
 use common::TestDb;
 use common::teams::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use waiver::domain::State;
 use waiver::fakes::teams::tenant::{action_data, describe};
 
@@ -790,3 +790,68 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    a_stale_copy_of_a_card_shows_the_current_state_when_viewed_and_only_where_it_was_sent,
+    |db: TestDb| async move {
+        let app = TeamsApp::spawn(db).await;
+        let id = file(&app, "Translate release notes").await;
+        let heading = format!("{id} · ");
+        let card = post_in(&app, &channel("ai-intake"), &heading).await;
+        // The card as first posted: what a copy the bot lost track of still shows.
+        let stale = waiver::fakes::teams::Posted {
+            activity: card.activity.clone(),
+            ..card.clone()
+        };
+        assert!(describe(&stale.activity).contains("[Complete]"));
+        let refresh = &card.activity["attachments"][0]["content"]["refresh"]["action"];
+        assert_eq!(refresh["type"], "Action.Execute");
+        assert_eq!(refresh["verb"], "refresh");
+
+        execute(&app, "noah.fischer", &card.activity, "Complete").await;
+        app.until("the card closes", |_| {
+            !describe(&post_in_now(&app, &channel("ai-intake"), &heading)).contains("[Complete]")
+        })
+        .await;
+        // Viewed, the stale copy shows the request as it stands: no live button.
+        let shown = app.tenant.view(&member("omar.haddad"), &stale).await;
+        let text = describe(&shown);
+        assert!(text.contains("Marked complete by Noah Fischer."), "{text}");
+        assert!(!text.contains("[Complete]"), "{text}");
+        assert!(
+            shown["attachments"][0]["content"]["refresh"].is_object(),
+            "still refreshable"
+        );
+
+        // The same refresh from another conversation (James' chat with the bot)
+        // shows nothing of the card.
+        let chat = chat_of(&app, "james.carter").unwrap();
+        let elsewhere = waiver::fakes::teams::Posted {
+            conversation: chat,
+            ..stale.clone()
+        };
+        let shown = app.tenant.view(&member("james.carter"), &elsewhere).await;
+        assert_eq!(
+            shown,
+            elsewhere.activity,
+            "not replaced: {}",
+            describe(&shown)
+        );
+        let answer = app
+            .tenant
+            .answers()
+            .into_iter()
+            .last()
+            .expect("the refresh was answered");
+        assert_eq!(answer["value"], "This card cannot be shown here.");
+        app.stop().await;
+    }
+);
+
+/// The card mentioning `needle` in `conversation` as it stands now.
+fn post_in_now(app: &TeamsApp, conversation: &str, needle: &str) -> Value {
+    app.posts(conversation, needle)
+        .pop()
+        .map(|p| p.activity)
+        .unwrap_or_default()
+}

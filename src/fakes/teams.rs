@@ -364,23 +364,32 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Res
         let authorised = token.is_some_and(|t| inner.tokens.contains(t));
         (fault, authorised)
     };
-    if let Some(Fault::Hang(d)) = &fault {
-        tokio::time::sleep(*d).await;
-    }
-    let (status, answer) = match fault {
-        Some(Fault::RateLimited { .. }) => (429, json!({"error": {"code": "TooManyRequests"}})),
-        Some(Fault::Status(s)) => (s, json!({"error": {"code": "Fault"}})),
-        _ => handle(&shared, kind, &segments, &body, authorised),
-    };
-    let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
-    inner.calls.push(Call {
-        kind: kind.into(),
-        path,
-        body,
-        status,
+    // Answered in a task of its own, so that a client giving up (dropping the
+    // connection) does not stop a slow call from being applied, as on Teams.
+    let task = tokio::spawn(async move {
+        if let Some(Fault::Hang(d)) = &fault {
+            tokio::time::sleep(*d).await;
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (status, answer) = match fault {
+            Some(Fault::RateLimited { .. }) => (429, json!({"error": {"code": "TooManyRequests"}})),
+            Some(Fault::Status(s)) => (s, json!({"error": {"code": "Fault"}})),
+            _ => handle(&shared, kind, &segments, &body, authorised),
+        };
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.calls.push(Call {
+            kind: kind.into(),
+            path,
+            body,
+            status,
+        });
+        drop(inner);
+        (status, answer)
     });
-    drop(inner);
-    reply(status, answer)
+    match task.await {
+        Ok((status, answer)) => reply(status, answer),
+        Err(_) => reply(500, json!({"error": {"code": "FakeFailed"}})),
+    }
 }
 
 fn handle(

@@ -265,18 +265,24 @@ impl Service {
             .await?)
     }
 
-    /// What a posted card shows by now (after a click, the refreshed card).
+    /// What a posted card shows by now (after a click, the refreshed card): the
+    /// newest message for it.
     pub async fn card_now(
         &self,
         platform: Platform,
         conversation: &str,
         message: &str,
-    ) -> Result<Option<crate::message::Message>, ServiceError> {
-        Ok(self
-            .store
-            .card_now(platform, conversation, message)
-            .await?
-            .map(|o| o.message))
+    ) -> Result<Option<crate::message::Outgoing>, ServiceError> {
+        Ok(self.store.card_now(platform, conversation, message).await?)
+    }
+
+    /// The newest message for the card `key`: its content and where it goes.
+    pub async fn card_message(
+        &self,
+        platform: Platform,
+        key: &str,
+    ) -> Result<Option<crate::message::Outgoing>, ServiceError> {
+        Ok(self.store.card_message(platform, key).await?)
     }
 
     /// Requests `me` filed, newest first.

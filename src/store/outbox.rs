@@ -338,6 +338,11 @@ impl Store {
             return Ok(None);
         };
         let key: String = key.try_get("card_key")?;
+        self.card_message(platform, &key).await
+    }
+
+    /// The newest message for the card `key` (what the card shows, or is about to).
+    pub async fn card_message(&self, platform: Platform, key: &str) -> Result<Option<Outgoing>> {
         let row = sqlx::query(
             "SELECT payload FROM outbox WHERE platform = $1 AND card_key = $2 \
              ORDER BY id DESC LIMIT 1",

@@ -446,6 +446,12 @@ pub fn intake(app: &TeamsApp, title: &str) -> Vec<(&'static str, String)> {
 
 /// James files a request through `ai-exception` and the dialog it opens.
 pub async fn file(app: &TeamsApp, title: &str) -> waiver::domain::RequestId {
+    let card = intake_form(app).await;
+    file_in(app, &card, title).await
+}
+
+/// James types `ai-exception` and opens the dialog it offers: the form's card.
+pub async fn intake_form(app: &TeamsApp) -> Value {
     let james = member("james.carter");
     let reply = app.tenant.say(&james, "ai-exception").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -460,9 +466,14 @@ pub async fn file(app: &TeamsApp, title: &str) -> waiver::domain::RequestId {
     let answer = reply.json();
     let card = dialog_card(&answer).clone();
     assert!(describe(&card).contains("Business justification: ____"));
+    card
+}
+
+/// James submits the intake form `card` as `title`: the request filed.
+pub async fn file_in(app: &TeamsApp, card: &Value, title: &str) -> waiver::domain::RequestId {
     let values = intake(app, title);
     let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let done = submit(app, "james.carter", &card, &pairs).await;
+    let done = submit(app, "james.carter", card, &pairs).await;
     assert_eq!(done["task"]["type"], "message", "{done}");
     let mine = app
         .store()

@@ -177,6 +177,43 @@ pub fn message(m: &Message) -> Value {
     card(body, Vec::new())
 }
 
+/// The verb of a card's refresh action (Universal Actions): Teams invokes it when
+/// someone views the card, and shows the card the bot answers with instead.
+pub const REFRESH: &str = "refresh";
+
+/// A neutral message as the Adaptive Card of the card `key`, with a refresh action:
+/// any copy Teams shows is brought up to date when it is viewed — a copy the bot
+/// lost track of (a post in flight at a crash, posted again), or a card whose update
+/// is still on its way. Without `userIds`, Teams refreshes automatically in
+/// conversations of up to 60 members and offers "Refresh card" in larger ones.
+pub fn keyed(m: &Message, key: &str) -> Value {
+    let mut c = message(m);
+    c["refresh"] = json!({
+        "action": {
+            "type": "Action.Execute",
+            "verb": REFRESH,
+            "data": { "action": REFRESH, "k": key },
+        },
+    });
+    c
+}
+
+/// A message queued for Teams as its card: keyed (refreshable) when it is one.
+pub fn outgoing(o: &crate::message::Outgoing) -> Value {
+    match &o.card {
+        Some(key) => keyed(&o.message, key),
+        None => message(&o.message),
+    }
+}
+
+/// The card key a refresh action carries.
+pub fn read_refresh(data: &Value) -> Option<&str> {
+    if data["action"] != REFRESH {
+        return None;
+    }
+    data["k"].as_str()
+}
+
 /// A card with one button that opens `spec` as a dialog (Teams opens dialogs from
 /// card actions only: a command that wants a form answers with this). The button
 /// carries the command typed, which is asked again when it is clicked.

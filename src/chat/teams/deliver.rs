@@ -295,7 +295,7 @@ impl TeamsDelivery {
             "text": "",
             "attachments": [{
                 "contentType": cards::CONTENT_TYPE,
-                "content": cards::message(&m.message),
+                "content": cards::outgoing(m),
             }],
         })
     }

@@ -325,14 +325,41 @@ async fn refreshed(svc: &Service, a: &Activity) -> Response {
         None => Ok(None),
     };
     match card {
-        Ok(Some(m)) => Json(json!({
+        Ok(Some(o)) => Json(json!({
             "statusCode": 200,
             "type": cards::CONTENT_TYPE,
-            "value": cards::message(&m),
+            "value": cards::outgoing(&o),
         }))
         .into_response(),
         Ok(None) => card_action_message("Recorded. The card updates in a moment."),
         Err(e) => internal(e),
+    }
+}
+
+/// A card viewed (its refresh action): the card as it now stands. Only where the
+/// card goes — its channel, or the chat of the person it is for — so that no one
+/// reads another conversation's card by naming its key.
+async fn refresh(svc: &Service, a: &Activity, who: &PlatformUser, key: &str) -> Response {
+    let outgoing = match svc.card_message(Platform::Teams, key).await {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
+    let here = a.conversation.id.split(";messageid=").next();
+    let theirs = outgoing.filter(|o| match &o.to {
+        Address::Channel { channel } => {
+            a.channel().is_some_and(|(c, _)| &c == channel) || here == Some(channel.as_str())
+        }
+        Address::Direct { user } => a.channel().is_none() && who.user_id() == user,
+        Address::Ephemeral { .. } => false,
+    });
+    match theirs {
+        Some(o) => Json(json!({
+            "statusCode": 200,
+            "type": cards::CONTENT_TYPE,
+            "value": cards::outgoing(&o),
+        }))
+        .into_response(),
+        None => card_action_message("This card cannot be shown here."),
     }
 }
 
@@ -350,6 +377,9 @@ async fn invoke(svc: &Service, a: Activity) -> Response {
     let gov = svc.governance().clone();
     match a.name.as_deref() {
         Some("adaptiveCard/action") => {
+            if let Some(key) = cards::read_refresh(&value["action"]["data"]) {
+                return refresh(svc, &a, &who, key).await;
+            }
             let Some(click) = click_of(&value["action"]["data"]) else {
                 return bad_request("card action data");
             };

@@ -228,6 +228,33 @@ impl Tenant {
         self.send(&a).await
     }
 
+    /// `from` views the bot's post `on`, as Teams shows it: a card with a refresh
+    /// action is refreshed (an automatic `adaptiveCard/action` invoke of its verb),
+    /// and the card the bot answers with is shown instead of the posted one. The
+    /// activity as shown.
+    pub async fn view(&self, from: &Member, on: &super::Posted) -> Value {
+        let mut shown = on.activity.clone();
+        let action = on.activity["attachments"][0]["content"]["refresh"]["action"].clone();
+        if action.is_null() {
+            return shown;
+        }
+        let mut a = if on.conversation.starts_with("19:") {
+            self.in_channel(from, "invoke", &on.conversation, Some(&on.id))
+        } else {
+            let mut a = self.personal(from, "invoke");
+            a["conversation"]["id"] = json!(on.conversation);
+            a
+        };
+        a["name"] = json!("adaptiveCard/action");
+        a["replyToId"] = json!(on.id);
+        a["value"] = json!({ "action": action, "trigger": "automatic" });
+        let answer = self.send(&a).await.json();
+        if answer["type"] == "application/vnd.microsoft.card.adaptive" {
+            shown["attachments"][0]["content"] = answer["value"].clone();
+        }
+        shown
+    }
+
     /// `from` opens the dialog of the card action `data` (`task/fetch`): the dialog
     /// (`title`, `card.content`), or Waiver's answer if it answered otherwise.
     pub async fn open_dialog(&self, from: &Member, data: Value) -> Result<Value, Reply> {
@@ -303,6 +330,10 @@ pub fn describe(activity: &Value) -> String {
                 let (actions, rest): (Vec<_>, Vec<_>) =
                     o.iter().partition(|(k, _)| k.as_str() == "actions");
                 for (k, child) in rest.into_iter().chain(actions) {
+                    // A card's refresh action is no button: Teams runs it on view.
+                    if k == "refresh" {
+                        continue;
+                    }
                     if k != "card"
                         || o.get("type").and_then(Value::as_str) != Some("Action.ShowCard")
                     {
