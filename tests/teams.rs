@@ -315,6 +315,16 @@ both!(
         execute(&app, "kenji.watanabe", &checklist.activity, "Mark 1 done").await;
         assert_eq!(state_of(&app, id).await, State::Active);
         dm(&app, "james.carter", "is now active").await;
+        // The checklist as first sent, viewed by Marcus in his chat: brought up to
+        // date; the same refresh from James' chat shows nothing of it.
+        let shown = app.tenant.view(&member("marcus.webb"), &checklist).await;
+        assert!(!describe(&shown).contains("[Mark 1 done]"), "{}", describe(&shown));
+        let elsewhere = waiver::fakes::teams::Posted {
+            conversation: chat_of(&app, "james.carter").unwrap(),
+            ..checklist.clone()
+        };
+        let shown = app.tenant.view(&member("james.carter"), &elsewhere).await;
+        assert_eq!(shown, elsewhere.activity);
         // The decision card closed in place, no live actions.
         app.until("the decision card closes", |f| {
             f.conversation(&channel("department-heads"))
