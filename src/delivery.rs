@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -39,6 +40,7 @@ const REPAIR_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
+    /// How many messages are delivered at once.
     pub batch: i64,
     pub lease: Duration,
     /// First retry delay after a transient failure; doubles per attempt.
@@ -102,7 +104,7 @@ impl Deliverer {
         }
     }
 
-    /// Delivers until `shutdown` turns true, then finishes the batch in flight.
+    /// Delivers until `shutdown` turns true, then finishes the deliveries in flight.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         // An embedded database belongs to this one process: the claims it finds were
         // a killed predecessor's, and waiting out their 60 s lease would only hold
@@ -129,75 +131,104 @@ impl Deliverer {
             }
         }
         let mut repaired: Option<Instant> = None;
+        // Up to `batch` deliveries at once. Each outcome is recorded as soon as its
+        // call ends (with any others that ended meanwhile), and a freed slot is filled
+        // at once: a slow call holds up only its own conversation, and a crash loses
+        // the outcome of the calls in flight alone.
+        // Each in a task of its own, so that a call keeps going (and lets go of what
+        // it holds) while the loop claims and records.
+        let mut in_flight: JoinSet<(Claimed, Finish)> = JoinSet::new();
         loop {
-            if *shutdown.borrow() {
+            let stopping = *shutdown.borrow();
+            if stopping && in_flight.is_empty() {
                 break;
             }
-            if repaired.is_none_or(|t| t.elapsed() >= REPAIR_EVERY) {
-                repaired = Some(Instant::now());
-                match self.store.repair_outbox_queues(self.clock.now()).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(queues = n, "delivery: recreated lost conversation queues")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "delivery: cannot check the conversation queues")
+            if !stopping {
+                if repaired.is_none_or(|t| t.elapsed() >= REPAIR_EVERY) {
+                    repaired = Some(Instant::now());
+                    self.repair().await;
+                }
+                let room = self.config.batch - in_flight.len() as i64;
+                if room > 0 {
+                    match self.claim(room).await {
+                        Ok(rows) => {
+                            for row in rows {
+                                let this = self.clone();
+                                in_flight.spawn(async move { this.traced(row).await });
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "delivery: cannot read the outbox"),
                     }
                 }
             }
-            let delivered = match self.tick().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "delivery: cannot read the outbox");
-                    0
-                }
-            };
-            if delivered == 0 {
+            if in_flight.is_empty() {
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(self.config.idle_poll) => {}
                     _ = shutdown.changed() => {}
                 }
+                continue;
+            }
+            // The next outcome; or, while calls are in flight, new work to claim.
+            let first = tokio::select! {
+                done = in_flight.join_next() => done,
+                () = self.wake.notified(), if !stopping => None,
+                () = tokio::time::sleep(self.config.idle_poll), if !stopping => None,
+                _ = shutdown.changed(), if !stopping => None,
+            };
+            let mut ended = Vec::new();
+            for done in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| in_flight.try_join_next()))
+            {
+                match done {
+                    Ok(outcome) => ended.push(outcome),
+                    // Its lease runs out and the message is tried again (in doubt).
+                    Err(e) => tracing::error!(error = %e, "delivery: an attempt failed"),
+                }
+            }
+            if !ended.is_empty() {
+                self.finish(ended).await;
             }
         }
     }
 
-    /// Claims one batch, delivers it, and records the outcomes in one transaction;
-    /// returns how many rows were handled.
-    pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
-        let now = self.clock.now();
-        let rows = self
-            .store
-            .claim_outbox(now, self.config.batch, self.config.lease.as_millis() as i64)
-            .await?;
-        let work = rows.into_iter().map(|row| {
-            // Every line about this message names it and the request it is about.
-            let span = tracing::info_span!(
-                "delivery",
-                outbox_id = row.id,
-                reference = tracing::field::Empty
-            );
-            if let Some(id) = &row.outgoing.request {
-                span.record("reference", tracing::field::display(id));
-            }
-            self.deliver_one(row).instrument(span)
-        });
-        let results = futures_util::future::join_all(work).await;
+    /// Recreates lost conversation queues (see `Store::repair_outbox_queues`).
+    async fn repair(&self) {
+        match self.store.repair_outbox_queues(self.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(queues = n, "delivery: recreated lost conversation queues"),
+            Err(e) => tracing::error!(error = %e, "delivery: cannot check the conversation queues"),
+        }
+    }
 
-        // Only deferrals: nothing was due yet, so wait rather than spin.
-        let progressed = results
-            .iter()
-            .filter(|(_, f)| !matches!(f, Finish::Defer { .. } | Finish::Wait { .. }))
-            .count();
-        if let Err(e) = self
-            .store
-            .finish_deliveries(results, self.clock.now())
+    /// Claims up to `limit` due messages (the head of each due conversation).
+    async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, crate::store::StoreError> {
+        let lease = self.config.lease.as_millis() as i64;
+        self.store
+            .claim_outbox(self.clock.now(), limit, lease)
             .await
-        {
+    }
+
+    /// A message's attempt, in a span naming it and the request it is about.
+    fn traced(&self, row: Claimed) -> impl Future<Output = (Claimed, Finish)> + Send + '_ {
+        let span = tracing::info_span!(
+            "delivery",
+            outbox_id = row.id,
+            reference = tracing::field::Empty
+        );
+        if let Some(id) = &row.outgoing.request {
+            span.record("reference", tracing::field::display(id));
+        }
+        self.deliver_one(row).instrument(span)
+    }
+
+    /// Records how attempts ended, in one commit.
+    async fn finish(&self, ended: Vec<(Claimed, Finish)>) {
+        if let Err(e) = self.store.finish_deliveries(ended, self.clock.now()).await {
             // The leases expire and the rows are retried (in doubt, so no duplicate).
             tracing::error!(error = %e, "delivery: cannot record outcomes");
         }
-        Ok(progressed)
     }
 
     /// One message's attempt, with its metrics and log lines.

@@ -367,3 +367,55 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    a_slow_call_holds_up_only_its_own_conversation,
+    |db: TestDb| async move {
+        let app = App::spawn_with(
+            db,
+            Options {
+                delivery: waiver::delivery::DeliveryConfig {
+                    call_timeout: Duration::from_secs(10),
+                    ..fast_delivery()
+                },
+                no_scheduler: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let first = file(&app).await;
+        app.drained().await;
+        // The next post answers only after 5 s (within the call timeout): one of the
+        // second request's (its card or James' receipt).
+        app.fake()
+            .fail_next("chat.postMessage", Fault::Hang(Duration::from_secs(5)));
+        file(&app).await;
+        let in_flight = |f: &waiver::fakes::slack::FakeSlack| {
+            f.calls_to("chat.postMessage").iter().any(|c| c.status == 0)
+        };
+        app.until("a post in flight", in_flight).await;
+        // Meanwhile the first request is completed: its assessment cards go to other
+        // channels, and arrive while the slow post is still unanswered.
+        let svc = app.service();
+        let seen = svc.request(first).await.unwrap().unwrap().version();
+        let attempt = waiver::service::Attempt::new(
+            waiver::domain::Actor::Person(common::p("noah.fischer")),
+            first,
+            seen,
+            waiver::domain::Action::MarkComplete,
+        );
+        svc.act(attempt, app.now()).await.unwrap();
+        let reference = first.to_string();
+        app.until("the assessment cards", |f| {
+            ["C0AIXRISK", "C0AIXSECURITY"].iter().all(|c| {
+                f.messages(c)
+                    .iter()
+                    .any(|m| describe(&m.blocks).contains(&reference))
+            })
+        })
+        .await;
+        assert!(in_flight(app.fake()), "the slow post is still unanswered");
+        app.drained().await;
+        app.stop().await;
+    }
+);

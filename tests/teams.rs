@@ -318,7 +318,11 @@ both!(
         // The checklist as first sent, viewed by Marcus in his chat: brought up to
         // date; the same refresh from James' chat shows nothing of it.
         let shown = app.tenant.view(&member("marcus.webb"), &checklist).await;
-        assert!(!describe(&shown).contains("[Mark 1 done]"), "{}", describe(&shown));
+        assert!(
+            !describe(&shown).contains("[Mark 1 done]"),
+            "{}",
+            describe(&shown)
+        );
         let elsewhere = waiver::fakes::teams::Posted {
             conversation: chat_of(&app, "james.carter").unwrap(),
             ..checklist.clone()
