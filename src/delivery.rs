@@ -424,8 +424,9 @@ impl Deliverer {
                 Err(e @ Failure::Transient { .. }) => return Err(e),
                 // The history cannot be read (a missing scope, say): deliver rather than
                 // lose the message, at the risk of a duplicate.
-                Err(_) => tracing::warn!(
+                Err(e) => tracing::warn!(
                     outbox_id = row.id,
+                    error = ?e,
                     "delivery: cannot look for an interrupted post; posting again"
                 ),
             }

@@ -571,7 +571,8 @@ impl FakeSlack {
         self.lock().directory.scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
     }
 
-    /// `channel` no longer exists: `conversations.info` answers `channel_not_found`.
+    /// `channel` no longer exists: `conversations.info` and `conversations.history`
+    /// answer `channel_not_found`.
     pub fn remove_channel(&self, channel: &str) {
         self.lock()
             .directory
@@ -1327,10 +1328,20 @@ impl Inner {
     /// `conversations.history`: top-level messages (and broadcast replies), newest first.
     fn history(&self, p: &Value) -> ApiResult {
         let channel = param(p, "channel").ok_or("channel_not_found")?;
-        let messages = self
-            .conversations
-            .get(&channel)
-            .ok_or("channel_not_found")?;
+        // A channel the bot has not posted in yet is there, empty (as on Slack), unless
+        // a fault says otherwise.
+        let target = self.resolve_target(&channel);
+        self.channel_fault(&channel, target.as_ref().ok())?;
+        let empty = Vec::new();
+        let messages = match (self.conversations.get(&channel), target) {
+            (Some(messages), _) => messages,
+            (None, Ok(Target::NewChannel(_)))
+                if !self.directory.missing_channels.contains(&channel) =>
+            {
+                &empty
+            }
+            _ => return Err("channel_not_found".into()),
+        };
         let window = Window::from_params(p)?;
         let selected = messages.iter().rev().filter(|s| {
             (s.msg.thread_ts.is_none() || s.broadcast) && window.admits(&s.msg.ts, true)
@@ -2188,6 +2199,13 @@ mod tests {
         assert_eq!(replies.messages.len(), 2);
         assert_eq!(replies.messages[1].sender.user, Some(user("U0ALICE")));
 
+        // A channel not posted in yet is empty; one that does not exist is an error.
+        let empty =
+            history(SlackApiConversationsHistoryRequest::new().with_channel(channel("C0NEW")))
+                .await
+                .unwrap();
+        assert!(empty.messages.is_empty());
+        fake.remove_channel("C0NOPE");
         let err =
             history(SlackApiConversationsHistoryRequest::new().with_channel(channel("C0NOPE")))
                 .await
