@@ -641,7 +641,8 @@ async fn teams_expiry_reminders_under_faults_and_a_crash(
 }
 
 /// A digest of `done`'s reminders: headed with how many there are, listing each
-/// request at most once, and every one of them when they fit (`shown` in full).
+/// request at most once, and every one of them when they are few (at most `shown`
+/// are listed in full).
 fn digest_lists(
     digest: &str,
     done: &[RequestId],
@@ -667,5 +668,10 @@ fn digest_lists(
             times
         })
         .sum();
-    assert_eq!(listed, n.min(shown), "{digest}");
+    // Slack fits fewer in a message's 50 blocks than `shown`; at least ten always.
+    if n <= 10 {
+        assert_eq!(listed, n, "{digest}");
+    } else {
+        assert!((10..=shown).contains(&listed), "{listed} listed: {digest}");
+    }
 }
