@@ -1,11 +1,16 @@
-//! The chaos run, short form (on both databases): whole Slack lifecycles, one after
-//! another, while the fake Slack answers 5xx, 429 with `Retry-After`, and slow answers
-//! that outlast the call timeout (posts in doubt), and the server is killed and
-//! restarted twice with posts in flight. Afterwards every acknowledged action is in
-//! the database, the audit trail verifies, every expected card was posted exactly
-//! once and shows its request's final state with no live button, and every DM was
-//! sent once. `WAIVER_CHAOS_LIFECYCLES` sets how many lifecycles (default 6; the long
-//! form is `WAIVER_CHAOS_LIFECYCLES=2000 cargo test --release --test chaos`).
+//! The chaos run, short form (on both databases): whole lifecycles, one after another,
+//! through Slack and through Teams, while the fakes answer 5xx, 429 with
+//! `Retry-After`, 412 (Teams) and slow answers within and past the call timeout, and
+//! the server is killed and restarted with deliveries pending and in flight; then the
+//! expiry reminders at each lead time under faults and a crash. Afterwards every
+//! acknowledged action is in the database, the audit trail verifies, every expected
+//! card was posted exactly once and shows its request's final state with no live
+//! button, every DM and reminder digest was sent once (on Teams, the one post in
+//! flight at a crash may show twice, every copy refreshed to the same card). Also the
+//! real binary, SIGKILLed, on SQLite and as two PostgreSQL replicas.
+//! `WAIVER_CHAOS_LIFECYCLES` sets how many lifecycles each test runs (default 6); the
+//! long form, 2,000 lifecycles, is
+//! `WAIVER_CHAOS_LIFECYCLES=500 cargo test --release --test chaos lifecycles_under -- --nocapture`.
 
 mod common;
 
