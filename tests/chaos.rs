@@ -104,13 +104,9 @@ async fn expiry_reminders_under_faults_and_a_crash(
     done: &[RequestId],
     options: waiver::app::Options,
 ) {
-    let mut expiry = 0;
-    for id in done {
-        expiry = expiry.max(app.request(*id).await.grant.unwrap().expires_at.millis());
-    }
+    let leads = lead_instants(app.store(), done).await;
     let mut options = Some(options);
-    for (k, days) in [30, 7, 1].into_iter().enumerate() {
-        let at = waiver::domain::Timestamp::from_millis(expiry - days * 86_400_000 + 60_000);
+    for (k, (days, at)) in leads.into_iter().enumerate() {
         inject(app, k);
         let report = app.service().sweep(at, false).await.unwrap();
         for id in done {
@@ -600,14 +596,9 @@ async fn teams_expiry_reminders_under_faults_and_a_crash(
     options: waiver::app::Options,
 ) {
     use waiver::fakes::teams::Fault;
-    let mut expiry = 0;
-    for id in done {
-        let r = app.store().load(*id).await.unwrap().unwrap();
-        expiry = expiry.max(r.grant.unwrap().expires_at.millis());
-    }
+    let leads = lead_instants(app.store(), done).await;
     let mut options = Some(options);
-    for (k, days) in [30, 7, 1].into_iter().enumerate() {
-        let at = waiver::domain::Timestamp::from_millis(expiry - days * 86_400_000 + 60_000);
+    for (k, (days, at)) in leads.into_iter().enumerate() {
         inject_teams(app, k);
         if k == 1 {
             app.fake().fail_next("post", Fault::Status(503));
@@ -643,6 +634,26 @@ async fn teams_expiry_reminders_under_faults_and_a_crash(
             digest_lists(digest, done, waiver::chat::teams::cards::DIGEST_PAGE, items);
         }
     }
+}
+
+/// The expiry lead times (30, 7 and 1 days) of the `done` requests, a minute after
+/// each has passed for the last of them to expire: (days, instant).
+async fn lead_instants(
+    store: &waiver::store::Store,
+    done: &[RequestId],
+) -> Vec<(i64, waiver::domain::Timestamp)> {
+    let mut expiry = 0;
+    for id in done {
+        let r = store.load(*id).await.unwrap().unwrap();
+        expiry = expiry.max(r.grant.unwrap().expires_at.millis());
+    }
+    [30, 7, 1]
+        .into_iter()
+        .map(|days| {
+            let at = expiry - days * 86_400_000 + 60_000;
+            (days, waiver::domain::Timestamp::from_millis(at))
+        })
+        .collect()
 }
 
 /// A digest of `done`'s reminders: headed with how many there are, listing each

@@ -272,6 +272,22 @@ pub struct App {
     pub edit: ConfigEdit,
 }
 
+/// Waits until no message in `store`'s outbox is pending delivery (`patience` at most).
+pub async fn drained(store: &Store, patience: std::time::Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let counts = store.outbox_counts().await.unwrap();
+        if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outbox not drained: {counts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 pub type ConfigEdit = std::sync::Arc<dyn Fn(&mut waiver::config::Config) + Send + Sync>;
 
 /// Delivery tuned for tests: no pacing, short backoffs, quick polling.
@@ -515,18 +531,7 @@ impl App {
 
     /// Waits until every queued message was handled.
     pub async fn drained(&self) {
-        let deadline = std::time::Instant::now() + self.patience;
-        loop {
-            let counts = self.store().outbox_counts().await.unwrap();
-            if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "outbox not drained: {counts:?}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        drained(self.store(), self.patience).await;
     }
 
     /// The last message in `channel` whose text mentions `needle`.

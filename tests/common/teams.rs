@@ -159,18 +159,7 @@ impl TeamsApp {
     /// Waits until no message is pending delivery (30 s at most: a post in doubt
     /// waits twice the call timeout before it is tried again).
     pub async fn drained(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let counts = self.store().outbox_counts().await.unwrap();
-            if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "outbox not drained: {counts:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::drained(self.store(), Duration::from_secs(30)).await;
     }
 
     pub fn fake(&self) -> &FakeTeams {
@@ -311,18 +300,7 @@ impl BothApp {
 
     /// Waits until no message is pending delivery.
     pub async fn drained(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let counts = self.store().outbox_counts().await.unwrap();
-            if !counts.iter().any(|(s, n)| s == "pending" && *n > 0) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "outbox not drained: {counts:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::drained(self.store(), Duration::from_secs(10)).await;
     }
 
     /// Stops, then checks every card the test produced with Microsoft's library.

@@ -311,6 +311,16 @@ fn click_of(data: &Value) -> Option<Click> {
     })
 }
 
+/// An `adaptiveCard/action` answer that shows `o`'s card in place of the clicked one.
+fn card_answer(o: &crate::message::Outgoing) -> Response {
+    Json(json!({
+        "statusCode": 200,
+        "type": cards::CONTENT_TYPE,
+        "value": cards::outgoing(o),
+    }))
+    .into_response()
+}
+
 /// The answer to a click that was taken: the card as it now stands, for whoever
 /// clicked (the delivery worker updates it for everyone else).
 async fn refreshed(svc: &Service, a: &Activity) -> Response {
@@ -325,12 +335,7 @@ async fn refreshed(svc: &Service, a: &Activity) -> Response {
         None => Ok(None),
     };
     match card {
-        Ok(Some(o)) => Json(json!({
-            "statusCode": 200,
-            "type": cards::CONTENT_TYPE,
-            "value": cards::outgoing(&o),
-        }))
-        .into_response(),
+        Ok(Some(o)) => card_answer(&o),
         Ok(None) => card_action_message("Recorded. The card updates in a moment."),
         Err(e) => internal(e),
     }
@@ -353,12 +358,7 @@ async fn refresh(svc: &Service, a: &Activity, who: &PlatformUser, key: &str) -> 
         Address::Ephemeral { .. } => false,
     });
     match theirs {
-        Some(o) => Json(json!({
-            "statusCode": 200,
-            "type": cards::CONTENT_TYPE,
-            "value": cards::outgoing(&o),
-        }))
-        .into_response(),
+        Some(o) => card_answer(&o),
         None => card_action_message("This card cannot be shown here."),
     }
 }

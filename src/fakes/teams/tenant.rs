@@ -212,6 +212,19 @@ impl Tenant {
     /// `from` clicks an `Action.Execute` with `data` on the bot's post `on`: the invoke
     /// comes from the post's conversation, in reply to it, as Teams sends it.
     pub async fn execute(&self, from: &Member, on: &super::Posted, data: Value) -> Reply {
+        let action = json!({ "type": "Action.Execute", "verb": data["action"], "data": data });
+        self.card_action(from, on, action, "manual").await
+    }
+
+    /// An `adaptiveCard/action` invoke of `action` by `from` on the bot's post `on`,
+    /// from the post's conversation and in reply to it, as Teams sends it.
+    async fn card_action(
+        &self,
+        from: &Member,
+        on: &super::Posted,
+        action: Value,
+        trigger: &str,
+    ) -> Reply {
         let mut a = if on.conversation.starts_with("19:") {
             self.in_channel(from, "invoke", &on.conversation, Some(&on.id))
         } else {
@@ -221,10 +234,7 @@ impl Tenant {
         };
         a["name"] = json!("adaptiveCard/action");
         a["replyToId"] = json!(on.id);
-        a["value"] = json!({
-            "action": { "type": "Action.Execute", "verb": data["action"], "data": data },
-            "trigger": "manual",
-        });
+        a["value"] = json!({ "action": action, "trigger": trigger });
         self.send(&a).await
     }
 
@@ -238,17 +248,7 @@ impl Tenant {
         if action.is_null() {
             return shown;
         }
-        let mut a = if on.conversation.starts_with("19:") {
-            self.in_channel(from, "invoke", &on.conversation, Some(&on.id))
-        } else {
-            let mut a = self.personal(from, "invoke");
-            a["conversation"]["id"] = json!(on.conversation);
-            a
-        };
-        a["name"] = json!("adaptiveCard/action");
-        a["replyToId"] = json!(on.id);
-        a["value"] = json!({ "action": action, "trigger": "automatic" });
-        let answer = self.send(&a).await.json();
+        let answer = self.card_action(from, on, action, "automatic").await.json();
         if answer["type"] == "application/vnd.microsoft.card.adaptive" {
             shown["attachments"][0]["content"] = answer["value"].clone();
         }
