@@ -45,6 +45,8 @@ pub struct OutboxRow {
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
+    /// Until when an attempt holds the row (a delivery in flight), if one does.
+    pub lease_until: Option<Timestamp>,
 }
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<OutboxRow> {
@@ -57,6 +59,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<OutboxRow> {
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         next_attempt_at: Timestamp::from_millis(r.try_get("next_attempt_at")?),
         last_error: r.try_get("last_error")?,
+        lease_until: r
+            .try_get::<Option<i64>, _>("lease_until")?
+            .map(Timestamp::from_millis),
     })
 }
 
@@ -64,8 +69,8 @@ impl Store {
     /// Every outbox row, oldest first (for tests, `waiver demo` and operators).
     pub async fn outbox(&self) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT id, created_at, payload, status, attempts, next_attempt_at, last_error \
-             FROM outbox ORDER BY id",
+            "SELECT id, created_at, payload, status, attempts, next_attempt_at, last_error, \
+             lease_until FROM outbox ORDER BY id",
         )
         .fetch_all(&self.read)
         .await?;
@@ -747,8 +752,8 @@ impl Store {
     /// first, at most `limit` (for operators: `waiver outbox`).
     pub async fn undelivered(&self, limit: u32) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT id, created_at, payload, status, attempts, next_attempt_at, last_error \
-             FROM outbox WHERE status IN ('pending', 'parked') ORDER BY id LIMIT $1",
+            "SELECT id, created_at, payload, status, attempts, next_attempt_at, last_error, \
+             lease_until FROM outbox WHERE status IN ('pending', 'parked') ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.read)
