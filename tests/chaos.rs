@@ -7,7 +7,8 @@
 //! card was posted exactly once and shows its request's final state with no live
 //! button, every DM and reminder digest was sent once (on Teams, the one post in
 //! flight at a crash may show twice, every copy refreshed to the same card). Also the
-//! real binary, SIGKILLed, on SQLite and as two PostgreSQL replicas.
+//! real binary, SIGKILLed, on SQLite and as two PostgreSQL replicas (one killed with a
+//! post in flight, which the other takes over once the claim runs out).
 //! `WAIVER_CHAOS_LIFECYCLES` sets how many lifecycles each test runs (default 6); the
 //! long form, 2,000 lifecycles, is
 //! `WAIVER_CHAOS_LIFECYCLES=500 cargo test --release --test chaos lifecycles_under -- --nocapture`.
@@ -199,6 +200,17 @@ async fn check(app: &App, done: &[RequestId], crashed: &[RequestId]) {
         let cards = posts(app, INTAKE, &reference);
         assert_eq!(cards.len(), 1, "{reference}: posted once across the crash");
         assert!(has_buttons(&cards[0]), "still waiting for its review");
+        let receipts: Vec<_> = app
+            .fake()
+            .dms(&uid("james.carter"))
+            .into_iter()
+            .filter(|m| describe(&m.blocks).contains(&format!("{reference} was filed")))
+            .collect();
+        assert_eq!(
+            receipts.len(),
+            1,
+            "{reference}: its receipt once across the crash"
+        );
     }
     // Nothing is left undelivered.
     assert!(app.store().undelivered(100).await.unwrap().is_empty());
@@ -277,7 +289,10 @@ async fn a_real_server_sigkilled_twice_with_posts_in_flight_loses_and_repeats_no
 
 /// Two real `waiver serve` replicas on one PostgreSQL database, requests spread over
 /// both; one is SIGKILLed mid-run and the other carries on alone, then is SIGKILLed
-/// and restarted itself.
+/// and restarted itself. Last, the one left is SIGKILLed with a post in flight
+/// (Slack applies it after the kill) and the first, started again, takes the post
+/// over once the dead replica's claim runs out (60 s), finds it in the channel and
+/// does not post it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_real_replicas_on_postgres_one_sigkilled_the_other_carries_on() {
     let Some(db) = common::TestDb::postgres().await else {
@@ -287,9 +302,10 @@ async fn two_real_replicas_on_postgres_one_sigkilled_the_other_carries_on() {
     let n = lifecycles(4).max(4);
     let mut done = Vec::new();
     let mut alive = [true, true];
+    let first = app.replica_addr(0).unwrap();
     for i in 0..n {
-        // Between lifecycles, once all is delivered: a claim a killed replica held
-        // would wait out its lease (60 s) before the other takes it.
+        // Between lifecycles, once all is delivered (a claim held by the killed
+        // replica would hold its conversation up for the lease).
         if i == n / 2 {
             app.drained().await;
             app.kill(0);
@@ -304,7 +320,32 @@ async fn two_real_replicas_on_postgres_one_sigkilled_the_other_carries_on() {
         inject(&app, i);
         done.push(common::slack::approve_with_conditions_then_mark_done(&app).await);
     }
-    check(&app, &done, &[]).await;
+    // Replica 1 alone holds the claim of the post that hangs when it is killed.
+    app.drained().await;
+    let posts_before = app.fake().calls_to("chat.postMessage").len();
+    app.fake()
+        .fail_next("chat.postMessage", Fault::Hang(Duration::from_secs(3)));
+    app.use_replica(1);
+    let id = file(&app, "Filed just before its replica was SIGKILLed").await;
+    app.until("a post in flight", |f| {
+        f.calls_to("chat.postMessage").len() > posts_before
+    })
+    .await;
+    app.kill(1);
+    app.restart(0, first).await;
+    app.use_replica(0);
+    // The dead replica's claim runs out after its lease (60 s) before replica 0
+    // takes the message over.
+    app.patience = Duration::from_secs(120);
+    check(&app, &done, &[id]).await;
+    // The hung post was taken over: a second attempt, which found it in the
+    // conversation (the card and receipt are there once, as `check` saw).
+    let rows = app.store().outbox().await.unwrap();
+    let taken_over = rows
+        .iter()
+        .filter(|r| r.outgoing.request == Some(id) && r.attempts == 2);
+    assert_eq!(taken_over.count(), 1, "{rows:#?}");
+    assert!(!app.fake().calls_to("conversations.history").is_empty());
     audit_verify_passes(&app);
     app.stop().await;
 }

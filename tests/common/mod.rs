@@ -623,8 +623,18 @@ impl App {
     pub async fn kill_and_restart(&mut self, i: usize) {
         let addr = self.processes[i].as_ref().map(|p| p.addr);
         self.kill(i);
-        let addr = addr.expect("a replica to restart");
+        self.restart(i, addr.expect("a replica to restart")).await;
+    }
+
+    /// Starts replica `i` (killed earlier) again, on `addr`.
+    pub async fn restart(&mut self, i: usize, addr: std::net::SocketAddr) {
+        assert!(self.processes[i].is_none(), "replica {i} still runs");
         self.processes[i] = Some(Served::start(&self.db, &self.ws.slack, addr).await);
+    }
+
+    /// Replica `i`'s address, if it runs.
+    pub fn replica_addr(&self, i: usize) -> Option<std::net::SocketAddr> {
+        self.processes[i].as_ref().map(|p| p.addr)
     }
 }
 
