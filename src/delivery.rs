@@ -17,7 +17,8 @@
 //!   message per second per channel); rows to one conversation are delivered in order.
 //!
 //! Several replicas may run workers on one PostgreSQL: rows are claimed with leases
-//! and `SKIP LOCKED`.
+//! and `SKIP LOCKED`; a worker renews the leases of its attempts in flight, so a dead
+//! replica's claims run out one lease (20 s) after it died.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,12 @@ const REPAIR_EVERY: Duration = Duration::from_secs(60);
 pub struct DeliveryConfig {
     /// How many messages are delivered at once.
     pub batch: i64,
+    /// How long a claim lasts unless renewed. The worker renews the claims of its
+    /// attempts in flight every quarter lease, so a live worker keeps what it is
+    /// delivering however long the attempt takes, while a dead replica's claims run
+    /// out one lease after it died (and then its messages are tried again, in doubt).
+    /// Longer than twice the call timeout, so that a post in flight when a replica
+    /// died has landed, or failed, before the next attempt looks for it.
     pub lease: Duration,
     /// First retry delay after a transient failure; doubles per attempt.
     pub base_backoff: Duration,
@@ -64,7 +71,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             batch: 32,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(20),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             max_attempts: 12,
@@ -107,7 +114,7 @@ impl Deliverer {
     /// Delivers until `shutdown` turns true, then finishes the deliveries in flight.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         // An embedded database belongs to this one process: the claims it finds were
-        // a killed predecessor's, and waiting out their 60 s lease would only hold
+        // a killed predecessor's, and waiting out their lease would only hold
         // their conversations up. They end after the grace an answer in doubt gets
         // (twice the call timeout), so that a post still in flight when the process
         // died can land before the next attempt looks for it. (Replicas on
@@ -138,10 +145,18 @@ impl Deliverer {
         // Each in a task of its own, so that a call keeps going (and lets go of what
         // it holds) while the loop claims and records.
         let mut in_flight: JoinSet<(Claimed, Finish)> = JoinSet::new();
+        // The outbox row each attempt in flight holds, by task, for renewing claims.
+        let mut held: HashMap<tokio::task::Id, i64> = HashMap::new();
+        let renew_every = self.config.lease / 4;
+        let mut renewed = Instant::now();
         loop {
             let stopping = *shutdown.borrow();
             if stopping && in_flight.is_empty() {
                 break;
+            }
+            if !held.is_empty() && renewed.elapsed() >= renew_every {
+                renewed = Instant::now();
+                self.renew(held.values().copied().collect()).await;
             }
             if !stopping {
                 if repaired.is_none_or(|t| t.elapsed() >= REPAIR_EVERY) {
@@ -152,9 +167,13 @@ impl Deliverer {
                 if room > 0 {
                     match self.claim(room).await {
                         Ok(rows) => {
+                            if held.is_empty() {
+                                renewed = Instant::now();
+                            }
                             for row in rows {
-                                let this = self.clone();
-                                in_flight.spawn(async move { this.traced(row).await });
+                                let (this, id) = (self.clone(), row.id);
+                                let task = in_flight.spawn(async move { this.traced(row).await });
+                                held.insert(task.id(), id);
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "delivery: cannot read the outbox"),
@@ -169,22 +188,30 @@ impl Deliverer {
                 }
                 continue;
             }
-            // The next outcome; or, while calls are in flight, new work to claim.
+            // The next outcome; or, while calls are in flight, new work to claim, or
+            // time to renew their claims.
             let first = tokio::select! {
-                done = in_flight.join_next() => done,
+                done = in_flight.join_next_with_id() => done,
                 () = self.wake.notified(), if !stopping => None,
                 () = tokio::time::sleep(self.config.idle_poll), if !stopping => None,
+                () = tokio::time::sleep(renew_every.saturating_sub(renewed.elapsed())) => None,
                 _ = shutdown.changed(), if !stopping => None,
             };
             let mut ended = Vec::new();
             for done in first
                 .into_iter()
-                .chain(std::iter::from_fn(|| in_flight.try_join_next()))
+                .chain(std::iter::from_fn(|| in_flight.try_join_next_with_id()))
             {
                 match done {
-                    Ok(outcome) => ended.push(outcome),
+                    Ok((task, outcome)) => {
+                        held.remove(&task);
+                        ended.push(outcome);
+                    }
                     // Its lease runs out and the message is tried again (in doubt).
-                    Err(e) => tracing::error!(error = %e, "delivery: an attempt failed"),
+                    Err(e) => {
+                        held.remove(&e.id());
+                        tracing::error!(error = %e, "delivery: an attempt failed");
+                    }
                 }
             }
             if !ended.is_empty() {
@@ -199,6 +226,18 @@ impl Deliverer {
             Ok(0) => {}
             Ok(n) => tracing::warn!(queues = n, "delivery: recreated lost conversation queues"),
             Err(e) => tracing::error!(error = %e, "delivery: cannot check the conversation queues"),
+        }
+    }
+
+    /// Extends the claims of the attempts in flight by a lease from now.
+    async fn renew(&self, ids: Vec<i64>) {
+        let until = Timestamp::from_millis(
+            self.clock.now().millis() + self.config.lease.as_millis() as i64,
+        );
+        if let Err(e) = self.store.renew_claims(&ids, until).await {
+            // Retried at the next renewal; a claim that runs out meanwhile is tried
+            // again in doubt, which looks for the post first.
+            tracing::error!(error = %e, "delivery: cannot renew claims");
         }
     }
 

@@ -369,6 +369,48 @@ both!(
 );
 
 both!(
+    an_attempt_longer_than_its_lease_keeps_its_claim,
+    |db: TestDb| async move {
+        // A 400 ms lease, renewed every 100 ms while the attempt runs; the post
+        // answers after 2 s (within the call timeout). Unrenewed, the claim would run
+        // out and the worker would try the message again while the first attempt is
+        // still waiting, posting it twice.
+        let app = App::spawn_with(
+            db,
+            Options {
+                delivery: waiver::delivery::DeliveryConfig {
+                    lease: Duration::from_millis(400),
+                    call_timeout: Duration::from_secs(10),
+                    ..fast_delivery()
+                },
+                no_scheduler: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        app.fake()
+            .fail_next("chat.postMessage", Fault::Hang(Duration::from_secs(2)));
+        let id = file(&app).await;
+        app.drained().await;
+        assert_eq!(cards_for(&app, INTAKE, &id.to_string()), 1, "the card once");
+        assert_eq!(
+            app.fake().dms(&uid("james.carter")).len(),
+            2,
+            "receipt and plan once each"
+        );
+        let rows = app.store().outbox().await.unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| r.status == waiver::store::OutboxStatus::Sent
+                    && r.attempts == 1
+                    && r.lease_until.is_none()),
+            "each sent at its first attempt: {rows:#?}"
+        );
+        app.stop().await;
+    }
+);
+
+both!(
     a_slow_call_holds_up_only_its_own_conversation,
     |db: TestDb| async move {
         let app = App::spawn_with(

@@ -225,6 +225,26 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Extends the claims on `ids` (attempts still in flight) to `until`. A claim
+    /// already ended (its outcome recorded) is left alone.
+    pub async fn renew_claims(&self, ids: &[i64], until: Timestamp) -> Result<()> {
+        for chunk in ids.chunks(32) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            // The SQL text holds only placeholders.
+            let sql = format!(
+                "UPDATE outbox SET lease_until = $1 WHERE status = 'pending' \
+                 AND lease_until IS NOT NULL AND id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until.millis());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
     /// The conversation queues (for operators and tests): platform, target, next due.
     pub async fn outbox_queues(&self) -> Result<Vec<(String, String, Timestamp)>> {
         let rows = sqlx::query(
