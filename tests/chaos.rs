@@ -292,8 +292,7 @@ async fn a_real_server_sigkilled_twice_with_posts_in_flight_loses_and_repeats_no
 /// and restarted itself. Last, the one left is SIGKILLed with a post in flight
 /// (Slack applies it after the kill) and the first, started again, takes the post
 /// over once the dead replica's claim runs out (a lease, 20 s, after the kill: a live
-/// replica renews its claims), finds it in the channel and
-/// does not post it again.
+/// replica renews its claims), finds it in the channel and does not post it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_real_replicas_on_postgres_one_sigkilled_the_other_carries_on() {
     let Some(db) = common::TestDb::postgres().await else {

@@ -373,8 +373,8 @@ both!(
     |db: TestDb| async move {
         // A 400 ms lease, renewed every 100 ms while the attempt runs; the post
         // answers after 2 s (within the call timeout). Unrenewed, the claim would run
-        // out and the worker would try the message again while the first attempt is
-        // still waiting, posting it twice.
+        // out and the worker would start a second attempt while the first is still
+        // waiting (on Teams, which cannot look a post up, a second post).
         let app = App::spawn_with(
             db,
             Options {

@@ -228,13 +228,12 @@ impl Store {
     /// Extends the claims on `ids` (attempts still in flight) to `until`. A claim
     /// already ended (its outcome recorded) is left alone.
     pub async fn renew_claims(&self, ids: &[i64], until: Timestamp) -> Result<()> {
-        for chunk in ids.chunks(32) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        for chunk in ids.chunks(64) {
             // The SQL text holds only placeholders.
             let sql = format!(
                 "UPDATE outbox SET lease_until = $1 WHERE status = 'pending' \
                  AND lease_until IS NOT NULL AND id IN ({})",
-                list.join(", ")
+                placeholders(2, chunk.len(), 1)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until.millis());
             for id in chunk {
